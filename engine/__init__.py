@@ -1,0 +1,12 @@
+"""attribution-engine: probabilistic, data-driven marketing attribution."""
+
+from engine import models
+from engine.compare import compare
+from engine.errors import EngineError, InputError, MissingDataError, NotFittedError
+from engine.ingest import IngestReport, read_paths
+from engine.journeys import Journeys
+from engine.results import Attribution
+
+__all__ = ["read_paths", "Journeys", "Attribution", "compare", "models", "IngestReport",
+           "EngineError", "InputError", "MissingDataError", "NotFittedError"]
+__version__ = "0.1.0"

@@ -1,0 +1,159 @@
+"""Load any supported source into one Arrow table with a ``_row`` column (1-based data row).
+
+Sources: a pandas DataFrame, a pyarrow Table, or a path to CSV (any common delimiter, optionally
+gzip-compressed) or Parquet. CSV columns are read as text so that validation can name the rows that
+do not parse instead of failing the whole file or guessing.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from engine.errors import InputError
+
+ROW = "_row"
+_DELIMITERS = ",;\t|"
+
+
+def source_name(source) -> str:
+    """How a source is named in messages: its file name, or the kind of in-memory table."""
+    if isinstance(source, (str, Path)):
+        return str(source)
+    return type(source).__name__
+
+
+def load_table(source) -> pa.Table:
+    """Read ``source`` into an Arrow table and append ``_row`` (1-based data row number).
+
+    Raises
+    ------
+    InputError
+        The file is missing, empty, not valid UTF-8, ragged, or has duplicate or empty headers.
+    """
+    name = source_name(source)
+    if isinstance(source, pd.DataFrame):
+        table = _from_pandas(source, name)
+    elif isinstance(source, pa.Table):
+        table = source
+    elif isinstance(source, (str, Path)):
+        table = _read_file(Path(source), name)
+    else:
+        raise InputError(f"unsupported input type {type(source).__name__}; give a file path, "
+                         "a pandas DataFrame or a pyarrow Table", source=name)
+    _check_headers([str(c) for c in table.column_names], name)
+    if ROW in table.column_names:
+        raise InputError(f"column name {ROW!r} is reserved", source=name, column=ROW)
+    if table.num_rows == 0:
+        raise InputError("no data rows", source=name)
+    return table.append_column(ROW, pa.array(np.arange(1, table.num_rows + 1, dtype=np.int64)))
+
+
+def _from_pandas(frame: pd.DataFrame, name: str) -> pa.Table:
+    _check_headers([str(c) for c in frame.columns], name)
+    try:
+        return pa.Table.from_pandas(frame.rename(columns=str), preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise InputError(f"cannot convert the DataFrame: {_first_line(exc)}", source=name) from None
+
+
+def _read_file(path: Path, name: str) -> pa.Table:
+    if not path.exists():
+        raise InputError("file not found", source=name)
+    if path.is_dir():
+        raise InputError("is a directory, not a file", source=name)
+    if path.stat().st_size == 0:
+        raise InputError("file is empty", source=name)
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in (".parquet", ".pq"):
+        try:
+            return pq.read_table(path)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputError(f"not a readable Parquet file: {_first_line(exc)}",
+                             source=name) from None
+    return _read_csv(path, name, compressed=bool(suffixes) and suffixes[-1] == ".gz")
+
+
+def _read_csv(path: Path, name: str, *, compressed: bool) -> pa.Table:
+    opener = gzip.open if compressed else open
+    try:
+        with opener(path, "rb") as handle:
+            head = handle.read(65536)
+    except OSError as exc:
+        raise InputError(f"cannot read the file: {_first_line(exc)}", source=name) from None
+    try:
+        text = head.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:
+            raise InputError(f"not UTF-8 text (invalid byte at offset {exc.start}); "
+                             "re-save the file as UTF-8", source=name) from None
+        text = head[: exc.start].decode("utf-8-sig")
+    lines = text.splitlines()
+    if not lines or not lines[0].strip():
+        raise InputError("file is empty or its first line (the header) is blank", source=name)
+    delimiter = _sniff_delimiter(lines[:50])
+    header = next(csv.reader(io.StringIO(lines[0]), delimiter=delimiter))
+    _check_headers(header, name)
+    if len(lines) < 2 or not any(line.strip() for line in lines[1:]):
+        raise InputError("no data rows (only a header)", source=name)
+    try:
+        return pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(column_names=header, skip_rows=1),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types={c: pa.string() for c in header},
+                null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False),
+        )
+    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        message = _first_line(exc)
+        if "UTF8" in message or "utf-8" in message.lower() or "utf8" in message.lower():
+            message = "not UTF-8 text; re-save the file as UTF-8"
+        elif "Expected" in message and "columns" in message:
+            message = f"malformed CSV ({message.removeprefix('CSV parse error: ')})"
+        raise InputError(message, source=name) from None
+
+
+def _sniff_delimiter(lines: list[str]) -> str:
+    try:
+        return csv.Sniffer().sniff("\n".join(lines), delimiters=_DELIMITERS).delimiter
+    except csv.Error:
+        counts = {d: lines[0].count(d) for d in _DELIMITERS}
+        best = max(counts, key=counts.get)
+        return best if counts[best] else ","
+
+
+def _check_headers(header: list[str], name: str) -> None:
+    blank = [i + 1 for i, h in enumerate(header) if not str(h).strip()]
+    if blank:
+        raise InputError(f"header cell {blank[0]} is empty; every column needs a name", source=name)
+    duplicated = [h for h, n in Counter(header).items() if n > 1]
+    if duplicated:
+        raise InputError(f"duplicate column name {duplicated[0]!r} in the header", source=name)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
+
+
+def require_columns(table: pa.Table, wanted: dict[str, str | None], name: str) -> None:
+    """Raise if a required column is absent, listing the columns that exist.
+
+    ``wanted`` maps the role (``"path"``) to the column name asked for (``None`` = not used).
+    """
+    have = [c for c in table.column_names if c != ROW]
+    for role, column in wanted.items():
+        if column is not None and column not in have:
+            shown = ", ".join(repr(c) for c in have[:20])
+            raise InputError(f"missing {role} column (found: {shown}); name it with {role}=...",
+                             source=name, column=column)

@@ -1,0 +1,104 @@
+"""The face every attribution model shares, and the registry of models by name."""
+
+from __future__ import annotations
+
+import inspect
+from typing import ClassVar
+
+import pandas as pd
+
+from engine.errors import EngineError, NotFittedError
+from engine.journeys import Journeys
+from engine.results import Attribution
+
+REGISTRY: dict[str, type["AttributionModel"]] = {}
+
+
+class AttributionModel:
+    """Base class: keyword hyper-parameters, ``fit(journeys) -> self``, ``attribute()``.
+
+    Subclasses set ``name`` (snake_case, unique: it registers the model), ``description`` (one
+    line), ``requires`` (journey data the model needs: ``"ages"``, ``"milestones"``), store their
+    ``__init__`` keywords unchanged, and implement ``_fit(journeys)`` and ``_attribute()``.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    requires: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("name"):
+            if cls.name in REGISTRY and REGISTRY[cls.name] is not cls:
+                raise TypeError(f"model name {cls.name!r} is registered twice")
+            REGISTRY[cls.name] = cls
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        signature = inspect.signature(cls.__init__)
+        return [p.name for p in signature.parameters.values()
+                if p.name != "self" and p.kind == p.KEYWORD_ONLY]
+
+    def get_params(self) -> dict:
+        """The hyper-parameters, exactly as given to ``__init__``."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params) -> "AttributionModel":
+        """Change hyper-parameters; the model must be fitted again."""
+        unknown = set(params) - set(self._param_names())
+        if unknown:
+            raise EngineError(f"{type(self).__name__} has no parameter {sorted(unknown)[0]!r}")
+        for key, value in params.items():
+            setattr(self, key, value)
+        return self
+
+    def fit(self, journeys: Journeys) -> "AttributionModel":
+        """Learn from ``journeys``; returns ``self``. Anything learned before is forgotten."""
+        if not isinstance(journeys, Journeys):
+            raise EngineError(f"{self.name}.fit expects engine.Journeys, got "
+                              f"{type(journeys).__name__}; use engine.read_paths/read_events")
+        for attribute in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
+            delattr(self, attribute)
+        self._validate_params()
+        journeys.require(*self.requires, model=self.name)
+        self._fit(journeys)
+        self.journeys_ = journeys
+        return self
+
+    def attribute(self) -> Attribution:
+        """The credit per channel as an :class:`engine.Attribution`."""
+        if not hasattr(self, "journeys_"):
+            raise NotFittedError(f"{self.name} is not fitted yet; call fit(journeys) first")
+        return self._attribute()
+
+    def fit_attribute(self, journeys: Journeys) -> Attribution:
+        """``fit(journeys).attribute()``."""
+        return self.fit(journeys).attribute()
+
+    def _validate_params(self) -> None:
+        """Check hyper-parameters at fit time (``__init__`` does no work)."""
+
+    def _fit(self, journeys: Journeys) -> None:
+        raise NotImplementedError
+
+    def _attribute(self) -> Attribution:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({params})"
+
+
+def get_model(name: str, **params) -> AttributionModel:
+    """A new model by its registered name, e.g. ``get_model("linear", per="channel")``."""
+    key = str(name).strip().lower().replace("-", "_")
+    if key not in REGISTRY:
+        raise EngineError(f"unknown model {name!r}; available: {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[key](**params)
+
+
+def available_models() -> pd.DataFrame:
+    """The registered models: ``name, description, requires``, sorted by name."""
+    rows = [{"name": n, "description": c.description, "requires": ", ".join(c.requires)}
+            for n, c in sorted(REGISTRY.items())]
+    return pd.DataFrame(rows, columns=["name", "description", "requires"])
