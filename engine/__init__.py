@@ -2,11 +2,13 @@
 
 from engine import models
 from engine.compare import compare
+from engine.datasets import load_example
 from engine.errors import EngineError, InputError, MissingDataError, NotFittedError
-from engine.ingest import IngestReport, read_paths
+from engine.ingest import IngestReport, read_events, read_paths
 from engine.journeys import Journeys
 from engine.results import Attribution
 
-__all__ = ["read_paths", "Journeys", "Attribution", "compare", "models", "IngestReport",
+__all__ = ["read_paths", "read_events", "Journeys", "Attribution", "compare", "models", "IngestReport",
+           "load_example",
            "EngineError", "InputError", "MissingDataError", "NotFittedError"]
 __version__ = "0.1.0"

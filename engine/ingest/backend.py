@@ -7,6 +7,7 @@ tables into expressions and expressions into Arrow. DuckDB (embedded, in-process
 from __future__ import annotations
 
 import functools
+import uuid
 
 import ibis
 import pyarrow as pa
@@ -20,6 +21,8 @@ ENGINES = ("duckdb",)
 def _duckdb():
     con = ibis.duckdb.connect()
     con.raw_sql("SET preserve_insertion_order = false")
+    # Naive timestamps are read as UTC, whatever the machine's zone.
+    con.raw_sql("SET TimeZone = 'UTC'")
     return con
 
 
@@ -39,3 +42,29 @@ def table(arrow: pa.Table, con) -> ibis.Table:
 def fetch(expr: ibis.Expr, con) -> pa.Table:
     """Run ``expr`` on ``con`` and return the result as an Arrow table."""
     return con.to_pyarrow(expr)
+
+
+class Scratch:
+    """Intermediate tables materialised on the backend for one job, dropped when it ends.
+
+    Ibis expressions are lazy: a step reused by several later queries would be recomputed by
+    each. ``keep`` computes it once into a temporary table.
+    """
+
+    def __init__(self, con):
+        self.con = con
+        self.names: list[str] = []
+
+    def keep(self, expr: ibis.Table) -> ibis.Table:
+        name = f"engine_scratch_{uuid.uuid4().hex}"
+        kept = self.con.create_table(name, expr, temp=True)
+        self.names.append(name)
+        return kept
+
+    def __enter__(self) -> "Scratch":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for name in self.names:
+            self.con.raw_sql(f"DROP TABLE IF EXISTS {name}")
+        self.names.clear()

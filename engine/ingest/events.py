@@ -1,0 +1,414 @@
+"""Read a touchpoint event log into :class:`engine.Journeys`.
+
+The whole reduction from raw rows to journeys is relational (Ibis expressions run by the
+backend, DuckDB by default), in this order:
+
+1. parse and validate every row (a row that fails gets its reason and is not used);
+2. stitch identifiers into persons, roll contacts up into accounts when asked;
+3. drop exact duplicate events;
+4. order each person's events (time, then touch < lead < opportunity < conversion, then input
+   order) and split them into journeys at every conversion: the touches up to and including the
+   converting row form one journey, what follows after the last conversion a non-converting one;
+5. keep the touches within ``lookback_days`` before the journey's end (its conversion, or its last
+   touch) and, with ``collapse_repeats``, only the first of consecutive touches of one channel;
+6. flag the lead- and opportunity-creation touches: the last touch at or before the journey's
+   first lead (opportunity) event;
+7. aggregate touches into ordered lists per journey, which are the CSR arrays of ``Journeys``.
+
+Every input row ends up used or counted in ``journeys.report`` with its reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import ibis
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from engine.errors import InputError
+from engine.ingest import backend
+from engine.ingest.channels import DEFAULT_CHANNEL_GROUPING, group_channels, validate_grouping
+from engine.ingest.identity import identity_pairs, map_pairs, node, stitch
+from engine.ingest.queries import case_variants, clean_name, csr, encode_channels
+from engine.ingest.report import IngestReport
+from engine.ingest.sources import ROW, load_table, require_columns, source_name
+from engine.journeys import LEAD, OPPORTUNITY, RESERVED_CHANNELS, Journeys
+
+TOUCH, MILESTONE_LEAD, MILESTONE_OPPORTUNITY, CONVERSION = 0, 1, 2, 3
+DEFAULT_EVENT_TYPES = {
+    "touch": ("touch", "touchpoint", "visit", "session", "click", "impression", "view",
+              "page_view", "pageview"),
+    "conversion": ("conversion", "purchase", "order", "transaction", "sale", "won",
+                   "closed_won"),
+    "lead": ("lead", "lead_created", "mql"),
+    "opportunity": ("opportunity", "opportunity_created", "opp", "sql"),
+}
+_KINDS = {"touch": TOUCH, "lead": MILESTONE_LEAD, "opportunity": MILESTONE_OPPORTUNITY,
+          "conversion": CONVERSION}
+_TRUE = ("true", "t", "yes", "y")
+_FALSE = ("false", "f", "no", "n")
+
+# Reasons a row is not used, as shown in the report.
+MISSING_PERSON = "missing person id"
+MISSING_ACCOUNT = "missing account id"
+MISSING_TIMESTAMP = "missing timestamp"
+BAD_TIMESTAMP = "unparseable timestamp"
+UNKNOWN_TYPE = "unknown event type"
+MISSING_CHANNEL = "missing channel"
+BAD_CONVERSION = "conversion count not a non-negative number"
+BAD_REVENUE = "revenue not a number"
+NEGATIVE_REVENUE = "negative revenue"
+NONFINITE_REVENUE = "revenue NaN or infinite"
+DUPLICATE = "duplicate event"
+OUTSIDE_WINDOW = "touch outside the lookback window"
+REPEAT = "repeat touch collapsed"
+NO_TOUCH = "conversion or milestone with no touch in the lookback window"
+USED = ""
+
+
+def read_events(source, *, person: str | None = "person_id", timestamp: str = "timestamp",
+                channel: str | None = "channel", event_type: str | None = "event_type",
+                conversion: str | None = None, revenue: str | None = "revenue",
+                account: str | None = None, identities=(), identity_map=None,
+                utm_source: str = "utm_source", utm_medium: str = "utm_medium",
+                utm_campaign: str = "utm_campaign", channel_grouping=None, event_types=None,
+                lookback_days: float | None = 30, collapse_repeats: bool = False,
+                engine: str | None = None) -> Journeys:
+    """Read a touchpoint log (one row per event) and build journeys.
+
+    Parameters
+    ----------
+    source : str, pathlib.Path, pandas.DataFrame or pyarrow.Table
+        CSV (any common delimiter, optionally ``.gz``) or Parquet file, or a table.
+    person : str or None
+        Person (or device/cookie) identifier column. May be None when ``account`` is given.
+    timestamp : str
+        Event time: a timestamp column, or ISO 8601 text (an offset such as ``Z`` or ``+02:00``
+        is honoured; times without one are taken as UTC).
+    channel : str or None
+        Channel column. When the default column is absent (or ``channel=None``), channels come
+        from the UTM columns through ``channel_grouping``.
+    event_type : str or None
+        Column saying what each row is; values are matched case-insensitively against
+        ``event_types``. When the default column is absent every row is a touch.
+    conversion : str, optional
+        Column with the number of conversions on the row (``1``/``0``, ``true``/``false``, or a
+        count): a touch row with conversions is a touch that converted (e.g. a session with a
+        purchase), a conversion-type row counts this many conversions (at least one).
+    revenue : str or None
+        Conversion value; read on converting rows only (0 when the column is absent or empty).
+    account : str, optional
+        B2B: contacts' events are rolled up into one journey per account.
+    identities : sequence of str
+        More identifier columns (login, e-mail...): identifiers seen on one row are the same person.
+    identity_map : str, pathlib.Path or DataFrame, optional
+        Pairs of identifiers known to be the same person: two columns named like ``person`` or
+        one of ``identities``.
+    utm_source, utm_medium, utm_campaign : str
+        UTM columns used when there is no channel column.
+    channel_grouping : list of dict, optional
+        Rules mapping UTM fields to channels (see :mod:`engine.ingest.channels`); default
+        :data:`engine.ingest.channels.DEFAULT_CHANNEL_GROUPING`.
+    event_types : dict, optional
+        ``{"touch": [...], "conversion": [...], "lead": [...], "opportunity": [...]}``: the values
+        of ``event_type`` meaning each kind; default :data:`DEFAULT_EVENT_TYPES`.
+    lookback_days : float or None
+        Touches older than this before the journey's end are not used (None: no limit).
+    collapse_repeats : bool
+        Keep only the first of consecutive touches of the same channel.
+    engine : str, optional
+        Relational engine (``"duckdb"``, the default).
+
+    Returns
+    -------
+    Journeys
+        One row per journey (``nulls`` 1 for a non-converting one), with touch ``ages`` (days
+        before the journey's end), ``milestones``, ``person`` (the account with ``account``),
+        ``start`` and ``end``; ``.report`` accounts for every input row.
+
+    Raises
+    ------
+    InputError
+        Missing columns, empty input, a reserved channel name, bad parameters, or no usable row.
+
+    Examples
+    --------
+    >>> import pandas as pd, engine
+    >>> log = pd.DataFrame({
+    ...     "person_id": ["u1", "u1", "u1", "u2"],
+    ...     "timestamp": ["2024-01-01", "2024-01-03", "2024-01-04", "2024-01-02"],
+    ...     "channel": ["Email", "Paid Search", None, "Display"],
+    ...     "event_type": ["touch", "touch", "conversion", "touch"],
+    ...     "revenue": [None, None, 80.0, None]})
+    >>> journeys = engine.read_events(log)
+    >>> journeys.paths().tolist(), journeys.conversions.tolist(), journeys.ages.tolist()
+    (['Email > Paid Search', 'Display'], [1.0, 0.0], [3.0, 1.0, 0.0])
+    """
+    name = source_name(source)
+    arrow = load_table(source)
+    present = set(arrow.column_names)
+    if person is None and account is None:
+        raise InputError("give a person or an account column", source=name)
+    event_type = _optional(event_type, "event_type", present)
+    revenue = _optional(revenue, "revenue", present)
+    if channel == "channel" and channel not in present:
+        channel = None
+    utm = {"source": utm_source, "medium": utm_medium, "campaign": utm_campaign}
+    utm = {k: v for k, v in utm.items() if v in present}
+    if channel is None and not utm:
+        raise InputError(f"no channel column (looked for 'channel') and no UTM columns "
+                         f"({utm_source}, {utm_medium}, {utm_campaign}); name one with "
+                         "channel=... or utm_source=...", source=name)
+    identities = [identities] if isinstance(identities, str) else list(identities)
+    require_columns(arrow, {"person": person, "timestamp": timestamp, "channel": channel,
+                            "event type": event_type, "conversion": conversion,
+                            "revenue": revenue, "account": account,
+                            **{f"identity ({c})": c for c in identities}}, name)
+    grouping = None if channel else validate_grouping(
+        DEFAULT_CHANNEL_GROUPING if channel_grouping is None else channel_grouping,
+        [c for c in arrow.column_names if c != ROW], name)
+    kinds = _event_kinds(event_types, name)
+    if lookback_days is not None and not (np.isfinite(lookback_days) and lookback_days > 0):
+        raise InputError(f"lookback_days must be a positive number of days or None, not "
+                         f"{lookback_days!r}", source=name)
+
+    con = backend.connect(engine)
+    with backend.Scratch(con) as scratch:
+        t = backend.table(arrow, con)
+        notes: list[str] = []
+        id_columns = [c for c in [person, *identities] if c]
+        mapping = _stitched(t, arrow, person, identities, identity_map, id_columns, notes, con)
+        rows = _parse(t, person=person, timestamp=timestamp, channel=channel, utm=utm,
+                      grouping=grouping, event_type=event_type, kinds=kinds, conversion=conversion,
+                      revenue=revenue, account=account, identities=identities, mapping=mapping)
+        rows = scratch.keep(rows)
+        _check_reserved(rows, name, con)
+
+        valid = rows.filter(rows.reason.isnull())
+        dup_window = ibis.window(group_by=[valid.key, valid.ts, valid.kind, valid.channel,
+                                           valid.n_conv, valid.revenue], order_by=valid[ROW])
+        valid = valid.mutate(dup=ibis.row_number().over(dup_window) > 0)
+        clean = valid.filter(~valid.dup)
+        converts = (clean.n_conv > 0).cast("int64")
+        order = [clean.ts, clean.kind, clean[ROW]]
+        clean = clean.mutate(seq=converts.sum().over(ibis.cumulative_window(
+            group_by=clean.key, order_by=order)) - converts)
+        clean = scratch.keep(clean)
+
+        ends = clean.group_by(["key", "seq"]).aggregate(
+            end=ibis.coalesce(clean.ts.max(where=clean.n_conv > 0),
+                              clean.ts.max(where=clean.kind == TOUCH), clean.ts.max()),
+            conversions=clean.n_conv.sum(),
+            value=clean.revenue.sum(where=clean.n_conv > 0).fill_null(0.0),
+            lead_ts=clean.ts.min(where=clean.kind == MILESTONE_LEAD),
+            opportunity_ts=clean.ts.min(where=clean.kind == MILESTONE_OPPORTUNITY))
+        touches = clean.filter(clean.kind == TOUCH).join(ends, ["key", "seq"])
+        inside = ibis.literal(True) if lookback_days is None else (
+            touches.ts >= touches.end - ibis.interval(seconds=int(round(lookback_days * 86400))))
+        touches = touches.mutate(fate=ibis.cases((~inside, OUTSIDE_WINDOW), else_=USED))
+        if collapse_repeats:
+            kept = touches.filter(touches.fate == USED)
+            previous = kept.channel.lag().over(ibis.window(group_by=[kept.key, kept.seq],
+                                                           order_by=[kept.ts, kept[ROW]]))
+            repeats = kept.filter(previous.notnull() & (previous == kept.channel)).select(
+                ROW, repeat=ibis.literal(True))
+            touches = touches.left_join(repeats, ROW).drop(f"{ROW}_right")
+            touches = touches.mutate(fate=ibis.cases((touches.repeat.fill_null(False), REPEAT),
+                                                     else_=touches.fate))
+        touches = scratch.keep(touches)
+        kept = touches.filter(touches.fate == USED)
+        position = ibis.row_number().over(ibis.window(group_by=[kept.key, kept.seq],
+                                                      order_by=[kept.ts, kept[ROW]]))
+        kept = kept.mutate(pos=position)
+        per_journey = ibis.window(group_by=[kept.key, kept.seq])
+        lead_pos = ibis.cases((kept.ts <= kept.lead_ts, kept.pos), else_=None).max().over(per_journey)
+        opp_pos = ibis.cases((kept.ts <= kept.opportunity_ts, kept.pos),
+                             else_=None).max().over(per_journey)
+        kept = kept.mutate(
+            milestone=(ibis.cases((kept.pos == lead_pos, int(LEAD)), else_=0)
+                       + ibis.cases((kept.pos == opp_pos, int(OPPORTUNITY)), else_=0)),
+            age=(kept.end.epoch_seconds() - kept.ts.epoch_seconds()) / 86400.0)
+
+        vocabulary = backend.fetch(kept.group_by("channel").aggregate(n=kept.count()), con)
+        variants = case_variants(vocabulary["channel"].to_pylist(), vocabulary["n"].to_pylist())
+        if variants:
+            kept = kept.mutate(channel=kept.channel.substitute(variants))
+            notes.append("channel names differing only in case merged: " + ", ".join(
+                f"{k!r}->{v!r}" for k, v in sorted(variants.items())))
+        journeys = (kept.group_by(["key", "seq"])
+                    .aggregate(channels=kept.channel.collect(order_by=kept.pos),
+                               ages=kept.age.collect(order_by=kept.pos),
+                               milestones=kept.milestone.collect(order_by=kept.pos),
+                               start=kept.ts.min(), end=kept.end.max(),
+                               conversions=kept.conversions.max(), value=kept.value.max())
+                    .order_by(["key", "seq"]))
+        out = backend.fetch(journeys, con)
+
+        report = _report(rows, valid, clean, touches, kept, name, arrow.num_rows, notes, con)
+        if out.num_rows == 0:
+            raise InputError("no usable event rows: " + "; ".join(
+                f"{n} {reason}" for reason, n in report.rejected.items()), source=name)
+    offsets, names = csr(out["channels"])
+    channels, codes = encode_channels(names)
+    conversions = out["conversions"].to_numpy(zero_copy_only=False).astype(float)
+    return Journeys(
+        channels=channels, offsets=offsets, codes=codes, conversions=conversions,
+        value=out["value"].to_numpy(zero_copy_only=False).astype(float),
+        nulls=(conversions == 0).astype(float),
+        ages=pc.list_flatten(out["ages"]).to_numpy(zero_copy_only=False),
+        milestones=pc.list_flatten(out["milestones"]).to_numpy(zero_copy_only=False),
+        person=out["key"].to_numpy(zero_copy_only=False),
+        start=_naive(out["start"]), end=_naive(out["end"]), report=report)
+
+
+def _optional(column, default, present):
+    """A column named by default may be absent (the feature is off); one named by the user not."""
+    return None if column == default and column not in present else column
+
+
+def _event_kinds(event_types, name) -> dict[str, int]:
+    spec = DEFAULT_EVENT_TYPES if event_types is None else event_types
+    if not isinstance(spec, Mapping) or set(spec) - set(_KINDS) or "touch" not in spec:
+        raise InputError("event_types must map 'touch' (and optionally 'conversion', 'lead', "
+                         "'opportunity') to lists of event type values", source=name)
+    kinds = {}
+    for kind, values in spec.items():
+        for value in [values] if isinstance(values, str) else values:
+            key = str(value).strip().lower()
+            if key in kinds and kinds[key] != _KINDS[kind]:
+                raise InputError(f"event type {value!r} is listed under two kinds", source=name)
+            kinds[key] = _KINDS[kind]
+    return kinds
+
+
+def _stitched(t, arrow, person, identities, identity_map, id_columns, notes, con):
+    """``(node, person)`` table of stitched identifiers, or None when there is nothing to stitch."""
+    if not identities and identity_map is None:
+        return None
+    pairs = [identity_pairs(t, person, identities, con)] if person else []
+    if identity_map is not None:
+        pairs.append(map_pairs(identity_map, id_columns, notes))
+    table = stitch(pa.concat_tables(pairs) if pairs else pa.table({}), person)
+    return backend.table(table, con)
+
+
+def _text(value):
+    return value.cast("string").strip()
+
+
+def _blank(value):
+    return value.isnull() | (_text(value) == "")
+
+
+def _number(value):
+    return _text(value).try_cast("float64") if value.type().is_string() else value.cast("float64")
+
+
+def _parse(t, *, person, timestamp, channel, utm, grouping, event_type, kinds, conversion,
+           revenue, account, identities, mapping):
+    """One row per input row: ``_row, key, ts, kind, channel, n_conv, revenue, reason``."""
+    id_columns = [c for c in [person, *identities] if c]
+    if mapping is not None:
+        for column in id_columns:
+            lookup = mapping.rename(**{f"node_{column}": "node", f"person_{column}": "person"})
+            t = t.left_join(lookup, node(column, t[column]) == lookup[f"node_{column}"])
+        # An identifier linked to nothing is its own person.
+        person_key = ibis.coalesce(*[
+            ibis.coalesce(t[f"person_{c}"], _text(t[c]) if c == person
+                          else ibis.literal(f"{c}:") + _text(t[c])) for c in id_columns])
+    else:
+        person_key = _text(t[person]) if person else None
+    missing_person = ibis.and_(*[_blank(t[c]) for c in id_columns]) if id_columns \
+        else ibis.literal(False)
+    key = _text(t[account]) if account else person_key
+
+    raw_ts = t[timestamp]
+    ts = (_text(raw_ts).try_cast("timestamp('UTC')") if raw_ts.type().is_string()
+          else raw_ts.try_cast("timestamp('UTC')"))
+    if event_type:
+        label = _text(t[event_type]).lower()
+        kind = ibis.cases(*[(label.isin([v for v, k in kinds.items() if k == code]), code)
+                            for code in sorted(set(kinds.values()))], else_=None)
+    else:
+        kind = ibis.literal(TOUCH)
+
+    if conversion:
+        raw = t[conversion]
+        flag = _text(raw).lower()
+        count = ibis.cases((flag.isin(_TRUE), 1.0), (flag.isin(_FALSE) | (flag == ""), 0.0),
+                           else_=flag.try_cast("float64")) if raw.type().is_string() \
+            else raw.cast("float64")
+        count_bad = raw.notnull() & (count.isnull() | count.isnan() | count.isinf() | (count < 0))
+        count = count.fill_null(0.0)
+    else:
+        count, count_bad = ibis.literal(0.0), ibis.literal(False)
+    n_conv = ibis.cases((kind == CONVERSION, ibis.cases((count > 0, count), else_=1.0)),
+                        (kind == TOUCH, count), else_=0.0)
+
+    if revenue:
+        money = _number(t[revenue])
+        revenue_blank = _blank(t[revenue])
+        revenue_checks = [
+            ((n_conv > 0) & ~revenue_blank & money.isnull(), BAD_REVENUE),
+            ((n_conv > 0) & (money.isnan() | money.isinf()), NONFINITE_REVENUE),
+            ((n_conv > 0) & (money < 0), NEGATIVE_REVENUE)]
+        money = ibis.cases((n_conv > 0, money.fill_null(0.0)), else_=0.0)
+    else:
+        money, revenue_checks = ibis.literal(0.0), []
+
+    if channel:
+        name = clean_name(t[channel])
+        channel_missing = (kind == TOUCH) & (name.isnull() | (name == ""))
+    else:
+        fields = {field: t[column] for field, column in utm.items()}
+        fields.update({c: t[c] for c in t.columns if c not in fields})
+        name = clean_name(group_channels(fields, grouping))
+        channel_missing = (kind == TOUCH) & name.isnull()
+
+    checks = [(missing_person, MISSING_PERSON)]
+    if account:
+        checks.append((_blank(t[account]), MISSING_ACCOUNT))
+    checks += [(_blank(raw_ts), MISSING_TIMESTAMP), (ts.isnull(), BAD_TIMESTAMP),
+               (kind.isnull(), UNKNOWN_TYPE), (channel_missing, MISSING_CHANNEL),
+               (count_bad, BAD_CONVERSION), *revenue_checks]
+    reason = ibis.cases(*checks, else_=None)
+    return t.select(ROW, key=key, ts=ts, kind=kind,
+                    channel=ibis.cases((kind == TOUCH, name), else_=None),
+                    n_conv=n_conv, revenue=money, reason=reason)
+
+
+def _check_reserved(rows, name, con):
+    bad = backend.fetch(rows.filter(rows.reason.isnull() & rows.channel.isin(RESERVED_CHANNELS))
+                        .aggregate(row=rows[ROW].min()), con)["row"][0].as_py()
+    if bad is not None:
+        raise InputError(f"uses a reserved channel name (one of {', '.join(RESERVED_CHANNELS)})",
+                         source=name, row=bad)
+
+
+def _report(rows, valid, clean, touches, kept, name, n_rows, notes, con) -> IngestReport:
+    """Count every row's fate with one relational union."""
+    live = kept.select("key", "seq").distinct()
+    others = clean.filter(clean.kind != TOUCH).left_join(
+        live.mutate(live=ibis.literal(True)), ["key", "seq"])
+    fates = ibis.union(
+        rows.filter(rows.reason.notnull()).select(ROW, fate=rows.reason),
+        valid.filter(valid.dup).select(ROW, fate=ibis.literal(DUPLICATE)),
+        touches.select(ROW, fate=touches.fate),
+        others.select(ROW, fate=ibis.cases((others.live.fill_null(False), USED), else_=NO_TOUCH)),
+        distinct=False)
+    counts = backend.fetch(fates.group_by("fate").aggregate(n=fates.count(),
+                                                            first=fates[ROW].min()), con)
+    table = counts.to_pydict()
+    rejected = {f: n for f, n in zip(table["fate"], table["n"]) if f != USED}
+    first = {f: r for f, r in zip(table["fate"], table["first"]) if f != USED}
+    used = sum(n for f, n in zip(table["fate"], table["n"]) if f == USED)
+    return IngestReport(source=name, n_rows=n_rows, n_used=used, rejected=rejected,
+                        first_row=first, notes=tuple(notes))
+
+
+def _naive(column) -> np.ndarray:
+    """UTC timestamps as naive ``datetime64[us]``."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    return array.cast(pa.timestamp("us")).to_numpy(zero_copy_only=False)
