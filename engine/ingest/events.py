@@ -367,9 +367,9 @@ def _parse(t, *, person, timestamp, channel, utm, grouping, event_type, kinds, c
         name = clean_name(group_channels(fields, grouping))
         channel_missing = (kind == TOUCH) & name.isnull()
 
-    checks = [(missing_person, MISSING_PERSON)]
-    if account:
-        checks.append((_blank(t[account]), MISSING_ACCOUNT))
+    # With accounts the journey key is the account: a contact without a person id still counts.
+    checks = [(_blank(t[account]), MISSING_ACCOUNT)] if account else [
+        (missing_person, MISSING_PERSON)]
     checks += [(_blank(raw_ts), MISSING_TIMESTAMP), (ts.isnull(), BAD_TIMESTAMP),
                (kind.isnull(), UNKNOWN_TYPE), (channel_missing, MISSING_CHANNEL),
                (count_bad, BAD_CONVERSION), *revenue_checks]

@@ -46,10 +46,10 @@ def map_pairs(identity_map, id_columns, notes: list) -> pa.Table:
     name = source_name(identity_map)
     table = load_table(identity_map)
     columns = [c for c in table.column_names if c != ROW]
-    if len(columns) != 2 or not set(columns) <= set(id_columns):
-        raise InputError(f"an identity map needs exactly two columns named like identifier "
-                         f"columns of the event log ({', '.join(id_columns)}); found "
-                         f"{', '.join(columns)}", source=name)
+    if len(columns) != 2 or not set(columns) & set(id_columns):
+        raise InputError(f"an identity map needs exactly two identifier columns, at least one "
+                         f"named like an identifier column of the event log "
+                         f"({', '.join(id_columns)}); found {', '.join(columns)}", source=name)
     left, right = (pc.utf8_trim_whitespace(table[c].cast(pa.string())) for c in columns)
     usable = pc.and_(pc.is_valid(left), pc.is_valid(right))
     skipped = table.num_rows - pc.sum(usable).as_py()

@@ -12,7 +12,8 @@ from engine.ingest.report import IngestReport
 from engine.ingest.sources import ROW, load_table, require_columns, source_name
 from engine.journeys import RESERVED_CHANNELS, Journeys
 
-_OTHER_SEPARATORS = (">", "->", "=>", "|", ",", ";", "/", "+")
+# Longer separators first: "a -> b" must suggest "->", not ">" (which would leave "a -").
+_OTHER_SEPARATORS = ("->", "=>", ">", "|", ",", ";", "/", "+")
 
 
 def read_paths(source, *, path: str = "path", conversions: str = "total_conversions",
@@ -86,8 +87,8 @@ def read_paths(source, *, path: str = "path", conversions: str = "total_conversi
     per_row = rows.join(lists, ROW)
     merged = (per_row.group_by("_path")
               .aggregate(first=per_row[ROW].min(), n=per_row.count(),
-                         conversions=per_row.conversions.sum(), value=per_row.value.sum(),
-                         nulls=per_row.nulls.sum())
+                         conversions=per_row.conversions.sum(),
+                         value=per_row.value.fill_null(0.0).sum(), nulls=per_row.nulls.sum())
               .order_by("first"))
     out = backend.fetch(merged, con)
     offsets, names = csr(out["_path"])

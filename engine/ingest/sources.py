@@ -60,10 +60,18 @@ def load_table(source) -> pa.Table:
 
 def _from_pandas(frame: pd.DataFrame, name: str) -> pa.Table:
     _check_headers([str(c) for c in frame.columns], name)
-    try:
-        return pa.Table.from_pandas(frame.rename(columns=str), preserve_index=False)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise InputError(f"cannot convert the DataFrame: {_first_line(exc)}", source=name) from None
+    columns = {}
+    for column in frame.columns:
+        values = frame[column]
+        try:
+            columns[str(column)] = pa.array(values, from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            # Mixed types in one object column (numbers and text): keep every value as text so
+            # validation can name the rows that do not parse.
+            text = values.map(lambda v: None if pd.isna(v) else str(v), na_action="ignore")
+            columns[str(column)] = pa.array(text.astype(object), type=pa.string(),
+                                            from_pandas=True)
+    return pa.table(columns)
 
 
 def _read_file(path: Path, name: str) -> pa.Table:
