@@ -175,81 +175,35 @@ def read_events(source, *, person: str | None = "person_id", timestamp: str = "t
                          f"{lookback_days!r}", source=name)
 
     con = backend.connect(engine)
+    notes: list[str] = []
     with backend.Scratch(con) as scratch:
         t = backend.table(arrow, con)
-        notes: list[str] = []
         id_columns = [c for c in [person, *identities] if c]
-        mapping = _stitched(t, arrow, person, identities, identity_map, id_columns, notes, con)
-        rows = _parse(t, person=person, timestamp=timestamp, channel=channel, utm=utm,
-                      grouping=grouping, event_type=event_type, kinds=kinds, conversion=conversion,
-                      revenue=revenue, account=account, identities=identities, mapping=mapping)
-        rows = scratch.keep(rows)
-        _check_reserved(rows, name, con)
-
-        valid = rows.filter(rows.reason.isnull())
-        dup_window = ibis.window(group_by=[valid.key, valid.ts, valid.kind, valid.channel,
-                                           valid.n_conv, valid.revenue], order_by=valid[ROW])
-        valid = valid.mutate(dup=ibis.row_number().over(dup_window) > 0)
-        clean = valid.filter(~valid.dup)
-        converts = (clean.n_conv > 0).cast("int64")
-        order = [clean.ts, clean.kind, clean[ROW]]
-        clean = clean.mutate(seq=converts.sum().over(ibis.cumulative_window(
-            group_by=clean.key, order_by=order)) - converts)
-        clean = scratch.keep(clean)
-
-        ends = clean.group_by(["key", "seq"]).aggregate(
-            end=ibis.coalesce(clean.ts.max(where=clean.n_conv > 0),
-                              clean.ts.max(where=clean.kind == TOUCH), clean.ts.max()),
-            conversions=clean.n_conv.sum(),
-            value=clean.revenue.sum(where=clean.n_conv > 0).fill_null(0.0),
-            lead_ts=clean.ts.min(where=clean.kind == MILESTONE_LEAD),
-            opportunity_ts=clean.ts.min(where=clean.kind == MILESTONE_OPPORTUNITY))
-        touches = clean.filter(clean.kind == TOUCH).join(ends, ["key", "seq"])
-        inside = ibis.literal(True) if lookback_days is None else (
-            touches.ts >= touches.end - ibis.interval(seconds=int(round(lookback_days * 86400))))
-        touches = touches.mutate(fate=ibis.cases((~inside, OUTSIDE_WINDOW), else_=USED))
-        if collapse_repeats:
-            kept = touches.filter(touches.fate == USED)
-            previous = kept.channel.lag().over(ibis.window(group_by=[kept.key, kept.seq],
-                                                           order_by=[kept.ts, kept[ROW]]))
-            repeats = kept.filter(previous.notnull() & (previous == kept.channel)).select(
-                ROW, repeat=ibis.literal(True))
-            touches = touches.left_join(repeats, ROW).drop(f"{ROW}_right")
-            touches = touches.mutate(fate=ibis.cases((touches.repeat.fill_null(False), REPEAT),
-                                                     else_=touches.fate))
-        touches = scratch.keep(touches)
-        kept = touches.filter(touches.fate == USED)
-        position = ibis.row_number().over(ibis.window(group_by=[kept.key, kept.seq],
-                                                      order_by=[kept.ts, kept[ROW]]))
-        kept = kept.mutate(pos=position)
-        per_journey = ibis.window(group_by=[kept.key, kept.seq])
-        lead_pos = ibis.cases((kept.ts <= kept.lead_ts, kept.pos), else_=None).max().over(per_journey)
-        opp_pos = ibis.cases((kept.ts <= kept.opportunity_ts, kept.pos),
-                             else_=None).max().over(per_journey)
-        kept = kept.mutate(
-            milestone=(ibis.cases((kept.pos == lead_pos, int(LEAD)), else_=0)
-                       + ibis.cases((kept.pos == opp_pos, int(OPPORTUNITY)), else_=0)),
-            age=(kept.end.epoch_seconds() - kept.ts.epoch_seconds()) / 86400.0)
-
-        vocabulary = backend.fetch(kept.group_by("channel").aggregate(n=kept.count()), con)
-        variants = case_variants(vocabulary["channel"].to_pylist(), vocabulary["n"].to_pylist())
+        mapping = _stitched(t, person, identities, identity_map, id_columns, notes, con)
+        rows = scratch.keep(_parse(
+            t, person=person, timestamp=timestamp, channel=channel, utm=utm, grouping=grouping,
+            event_type=event_type, kinds=kinds, conversion=conversion, revenue=revenue,
+            account=account, identities=identities, mapping=mapping))
+        fates, kinds_seen = _row_checks(rows, name, con)
+        events = scratch.keep(_split(rows))
+        scratch.drop(rows)
+        dups = events.filter(events.dup)
+        fates.append(backend.fetch(dups.aggregate(fate=ibis.literal(DUPLICATE), n=dups.count(),
+                                                  first=dups[ROW].min()), con))
+        touches = scratch.keep(_touch_fates(events.filter(~events.dup), lookback_days,
+                                            collapse_repeats))
+        kept = _positions(touches.filter(touches.fate == USED),
+                          milestones=bool(kinds_seen & {MILESTONE_LEAD, MILESTONE_OPPORTUNITY}))
+        kept, variants = _merge_case_variants(kept, con)
         if variants:
-            kept = kept.mutate(channel=kept.channel.substitute(variants))
             notes.append("channel names differing only in case merged: " + ", ".join(
                 f"{k!r}->{v!r}" for k, v in sorted(variants.items())))
-        journeys = (kept.group_by(["key", "seq"])
-                    .aggregate(channels=kept.channel.collect(order_by=kept.pos),
-                               ages=kept.age.collect(order_by=kept.pos),
-                               milestones=kept.milestone.collect(order_by=kept.pos),
-                               start=kept.ts.min(), end=kept.end.max(),
-                               conversions=kept.conversions.max(), value=kept.value.max())
-                    .order_by(["key", "seq"]))
-        out = backend.fetch(journeys, con)
-
-        report = _report(rows, valid, clean, touches, kept, name, arrow.num_rows, notes, con)
-        if out.num_rows == 0:
-            raise InputError("no usable event rows: " + "; ".join(
-                f"{n} {reason}" for reason, n in report.rejected.items()), source=name)
+        out = backend.fetch(_journeys(kept), con)
+        fates += _used_fates(events, touches, con)
+        report = _report(fates, name, arrow.num_rows, notes)
+    if out.num_rows == 0:
+        raise InputError("no usable event rows: " + "; ".join(
+            f"{n} {reason}" for reason, n in report.rejected.items()), source=name)
     offsets, names = csr(out["channels"])
     channels, codes = encode_channels(names)
     conversions = out["conversions"].to_numpy(zero_copy_only=False).astype(float)
@@ -261,6 +215,126 @@ def read_events(source, *, person: str | None = "person_id", timestamp: str = "t
         milestones=pc.list_flatten(out["milestones"]).to_numpy(zero_copy_only=False),
         person=out["key"].to_numpy(zero_copy_only=False),
         start=_naive(out["start"]), end=_naive(out["end"]), report=report)
+
+
+def _row_checks(rows, name, con) -> tuple[list[pa.Table], set]:
+    """Rejected rows by reason, the event kinds present; raise on a reserved channel name."""
+    found = backend.fetch(rows.group_by(["reason", "kind"]).aggregate(
+        n=rows.count(), first=rows[ROW].min(),
+        reserved=rows[ROW].min(where=rows.channel.isin(RESERVED_CHANNELS))), con)
+    table = found.to_pydict()
+    reserved = [r for r, reason in zip(table["reserved"], table["reason"])
+                if r is not None and reason is None]
+    if reserved:
+        raise InputError(f"uses a reserved channel name (one of {', '.join(RESERVED_CHANNELS)})",
+                         source=name, row=min(reserved))
+    rejected = found.filter(pc.is_valid(found["reason"]))
+    fates = [pa.table({"fate": rejected["reason"], "n": rejected["n"], "first": rejected["first"]})]
+    kinds = {k for k, reason in zip(table["kind"], table["reason"]) if reason is None}
+    return fates, kinds
+
+
+def _split(rows):
+    """Valid rows with ``dup`` (exact repeat of an earlier event) and ``seq``, the journey number
+    within the person: the count of converting rows before it (time, kind, input order)."""
+    valid = rows.filter(rows.reason.isnull()).drop("reason")
+    same_event = ibis.window(group_by=[valid.key, valid.ts, valid.kind, valid.channel,
+                                       valid.n_conv, valid.revenue], order_by=valid[ROW])
+    valid = valid.mutate(dup=ibis.row_number().over(same_event) > 0)
+    converts = ((valid.n_conv > 0) & ~valid.dup).cast("int64")
+    order = [valid.ts, valid.kind, valid[ROW]]
+    return valid.mutate(seq=converts.sum().over(ibis.cumulative_window(
+        group_by=valid.key, order_by=order)) - converts)
+
+
+def _touch_fates(events, lookback_days, collapse_repeats):
+    """Touch rows joined to their journey's end, with ``fate``: used, outside the window, or a
+    collapsed repeat."""
+    ends = events.group_by(["key", "seq"]).aggregate(
+        end=ibis.coalesce(events.ts.max(where=events.n_conv > 0),
+                          events.ts.max(where=events.kind == TOUCH), events.ts.max()),
+        conversions=events.n_conv.sum(),
+        value=events.revenue.sum(where=events.n_conv > 0).fill_null(0.0),
+        lead_ts=events.ts.min(where=events.kind == MILESTONE_LEAD),
+        opportunity_ts=events.ts.min(where=events.kind == MILESTONE_OPPORTUNITY))
+    touches = events.filter(events.kind == TOUCH).drop("dup").join(ends, ["key", "seq"])
+    inside = ibis.literal(True) if lookback_days is None else (
+        touches.ts >= touches.end - ibis.interval(seconds=int(round(lookback_days * 86400))))
+    touches = touches.mutate(fate=ibis.cases((~inside, OUTSIDE_WINDOW), else_=USED))
+    if not collapse_repeats:
+        return touches
+    previous = touches.channel.lag().over(ibis.window(
+        group_by=[touches.key, touches.seq, touches.fate], order_by=[touches.ts, touches[ROW]]))
+    repeat = (touches.fate == USED) & previous.notnull() & (previous == touches.channel)
+    return touches.mutate(fate=ibis.cases((repeat, REPEAT), else_=touches.fate))
+
+
+def _positions(kept, *, milestones: bool):
+    """Kept touches with ``pos`` (order in the journey), ``age`` in days, and ``milestone`` flags:
+    the lead (opportunity) touch is the last touch at or before the first lead (opportunity)."""
+    journey = [kept.key, kept.seq]
+    kept = kept.mutate(pos=ibis.row_number().over(ibis.window(group_by=journey,
+                                                              order_by=[kept.ts, kept[ROW]])),
+                       age=(kept.end.epoch_seconds() - kept.ts.epoch_seconds()) / 86400.0)
+    if not milestones:
+        return kept.mutate(milestone=ibis.literal(0))
+    whole = ibis.window(group_by=journey)
+    lead = ibis.cases((kept.ts <= kept.lead_ts, kept.pos), else_=None).max().over(whole)
+    opportunity = ibis.cases((kept.ts <= kept.opportunity_ts, kept.pos), else_=None).max().over(
+        whole)
+    return kept.mutate(milestone=ibis.cases((kept.pos == lead, int(LEAD)), else_=0)
+                       + ibis.cases((kept.pos == opportunity, int(OPPORTUNITY)), else_=0))
+
+
+def _merge_case_variants(kept, con):
+    vocabulary = backend.fetch(kept.group_by("channel").aggregate(n=kept.count()), con)
+    variants = case_variants(vocabulary["channel"].to_pylist(), vocabulary["n"].to_pylist())
+    if variants:
+        kept = kept.mutate(channel=kept.channel.substitute(variants))
+    return kept, variants
+
+
+def _journeys(kept):
+    """One row per journey with its touches as ordered lists (the CSR arrays)."""
+    return (kept.group_by(["key", "seq"])
+            .aggregate(channels=kept.channel.collect(order_by=kept.pos),
+                       ages=kept.age.collect(order_by=kept.pos),
+                       milestones=kept.milestone.cast("uint8").collect(order_by=kept.pos),
+                       start=kept.ts.min(), end=kept.end.max(),
+                       conversions=kept.conversions.max(), value=kept.value.max())
+            .order_by(["key", "seq"]))
+
+
+def _used_fates(events, touches, con) -> list[pa.Table]:
+    """Fates of the touch rows, and of the other rows: used when their journey kept a touch."""
+    touch_fates = backend.fetch(touches.group_by("fate").aggregate(
+        n=touches.count(), first=touches[ROW].min()), con)
+    live = touches.filter(touches.fate == USED).select("key", "seq").distinct().mutate(
+        live=ibis.literal(True))
+    others = events.filter(~events.dup & (events.kind != TOUCH))
+    per_journey = others.group_by(["key", "seq"]).aggregate(n=others.count(),
+                                                           first=others[ROW].min())
+    per_journey = per_journey.left_join(live, ["key", "seq"])
+    fate = ibis.cases((per_journey.live.fill_null(False), USED), else_=NO_TOUCH)
+    per_journey = per_journey.mutate(fate=fate)
+    other_fates = backend.fetch(per_journey.group_by("fate").aggregate(
+        n=per_journey.n.sum(), first=per_journey.first.min()), con)
+    return [touch_fates, other_fates]
+
+
+def _report(fates: list[pa.Table], name, n_rows, notes) -> IngestReport:
+    rejected, first, used = {}, {}, 0
+    for table in fates:
+        for fate, n, row in zip(*(table[c].to_pylist() for c in ("fate", "n", "first"))):
+            if not n:
+                continue
+            if fate == USED:
+                used += int(n)
+            else:
+                rejected[fate] = rejected.get(fate, 0) + int(n)
+                first[fate] = row if fate not in first else min(first[fate], row)
+    return IngestReport(source=name, n_rows=n_rows, n_used=used, rejected=rejected,
+                        first_row=first, notes=tuple(notes))
 
 
 def _optional(column, default, present):
@@ -283,7 +357,7 @@ def _event_kinds(event_types, name) -> dict[str, int]:
     return kinds
 
 
-def _stitched(t, arrow, person, identities, identity_map, id_columns, notes, con):
+def _stitched(t, person, identities, identity_map, id_columns, notes, con):
     """``(node, person)`` table of stitched identifiers, or None when there is nothing to stitch."""
     if not identities and identity_map is None:
         return None
@@ -299,7 +373,9 @@ def _text(value):
 
 
 def _blank(value):
-    return value.isnull() | (_text(value) == "")
+    if value.type().is_string():
+        return value.isnull() | (value.strip() == "")
+    return value.isnull()
 
 
 def _number(value):
@@ -308,7 +384,11 @@ def _number(value):
 
 def _parse(t, *, person, timestamp, channel, utm, grouping, event_type, kinds, conversion,
            revenue, account, identities, mapping):
-    """One row per input row: ``_row, key, ts, kind, channel, n_conv, revenue, reason``."""
+    """One row per input row: ``_row, key, ts, kind, channel, n_conv, revenue, reason``.
+
+    Built in three projections so each derived column is computed once and referred to by name
+    (nested inline, the CASE expressions would be repeated in every later use).
+    """
     id_columns = [c for c in [person, *identities] if c]
     if mapping is not None:
         for column in id_columns:
@@ -320,92 +400,63 @@ def _parse(t, *, person, timestamp, channel, utm, grouping, event_type, kinds, c
                           else ibis.literal(f"{c}:") + _text(t[c])) for c in id_columns])
     else:
         person_key = _text(t[person]) if person else None
-    missing_person = ibis.and_(*[_blank(t[c]) for c in id_columns]) if id_columns \
-        else ibis.literal(False)
-    key = _text(t[account]) if account else person_key
+    if account:
+        # The journey key is the account: a contact without a person id still counts.
+        key, key_missing = _text(t[account]), _blank(t[account])
+    else:
+        key, key_missing = person_key, ibis.and_(*[_blank(t[c]) for c in id_columns])
 
     raw_ts = t[timestamp]
-    ts = (_text(raw_ts).try_cast("timestamp('UTC')") if raw_ts.type().is_string()
-          else raw_ts.try_cast("timestamp('UTC')"))
+    ts = (_text(raw_ts) if raw_ts.type().is_string() else raw_ts).try_cast("timestamp('UTC')")
     if event_type:
         label = _text(t[event_type]).lower()
         kind = ibis.cases(*[(label.isin([v for v, k in kinds.items() if k == code]), code)
                             for code in sorted(set(kinds.values()))], else_=None)
     else:
         kind = ibis.literal(TOUCH)
-
     if conversion:
         raw = t[conversion]
         flag = _text(raw).lower()
         count = ibis.cases((flag.isin(_TRUE), 1.0), (flag.isin(_FALSE) | (flag == ""), 0.0),
                            else_=flag.try_cast("float64")) if raw.type().is_string() \
             else raw.cast("float64")
-        count_bad = raw.notnull() & (count.isnull() | count.isnan() | count.isinf() | (count < 0))
-        count = count.fill_null(0.0)
+        count_given = raw.notnull()
     else:
-        count, count_bad = ibis.literal(0.0), ibis.literal(False)
-    n_conv = ibis.cases((kind == CONVERSION, ibis.cases((count > 0, count), else_=1.0)),
-                        (kind == TOUCH, count), else_=0.0)
-
-    if revenue:
-        money = _number(t[revenue])
-        revenue_blank = _blank(t[revenue])
-        revenue_checks = [
-            ((n_conv > 0) & ~revenue_blank & money.isnull(), BAD_REVENUE),
-            ((n_conv > 0) & (money.isnan() | money.isinf()), NONFINITE_REVENUE),
-            ((n_conv > 0) & (money < 0), NEGATIVE_REVENUE)]
-        money = ibis.cases((n_conv > 0, money.fill_null(0.0)), else_=0.0)
-    else:
-        money, revenue_checks = ibis.literal(0.0), []
-
+        count, count_given = ibis.literal(0.0), ibis.literal(False)
     if channel:
         name = clean_name(t[channel])
-        channel_missing = (kind == TOUCH) & (name.isnull() | (name == ""))
     else:
         fields = {field: t[column] for field, column in utm.items()}
         fields.update({c: t[c] for c in t.columns if c not in fields})
         name = clean_name(group_channels(fields, grouping))
-        channel_missing = (kind == TOUCH) & name.isnull()
+    parsed = t.select(ROW, key=key, key_missing=key_missing, ts=ts, ts_missing=_blank(raw_ts),
+                      kind=kind, conv_count=count, count_given=count_given, name=name,
+                      money=_number(t[revenue]) if revenue else ibis.literal(0.0),
+                      money_missing=_blank(t[revenue]) if revenue else ibis.literal(True))
 
-    # With accounts the journey key is the account: a contact without a person id still counts.
-    checks = [(_blank(t[account]), MISSING_ACCOUNT)] if account else [
-        (missing_person, MISSING_PERSON)]
-    checks += [(_blank(raw_ts), MISSING_TIMESTAMP), (ts.isnull(), BAD_TIMESTAMP),
-               (kind.isnull(), UNKNOWN_TYPE), (channel_missing, MISSING_CHANNEL),
-               (count_bad, BAD_CONVERSION), *revenue_checks]
-    reason = ibis.cases(*checks, else_=None)
-    return t.select(ROW, key=key, ts=ts, kind=kind,
-                    channel=ibis.cases((kind == TOUCH, name), else_=None),
-                    n_conv=n_conv, revenue=money, reason=reason)
+    p = parsed
+    count = p.conv_count
+    count_bad = p.count_given & (count.isnull() | count.isnan() | count.isinf() | (count < 0))
+    count = count.fill_null(0.0)
+    p = p.mutate(count_bad=count_bad, n_conv=ibis.cases(
+        (p.kind == CONVERSION, ibis.cases((count > 0, count), else_=1.0)),
+        (p.kind == TOUCH, count), else_=0.0))
 
-
-def _check_reserved(rows, name, con):
-    bad = backend.fetch(rows.filter(rows.reason.isnull() & rows.channel.isin(RESERVED_CHANNELS))
-                        .aggregate(row=rows[ROW].min()), con)["row"][0].as_py()
-    if bad is not None:
-        raise InputError(f"uses a reserved channel name (one of {', '.join(RESERVED_CHANNELS)})",
-                         source=name, row=bad)
-
-
-def _report(rows, valid, clean, touches, kept, name, n_rows, notes, con) -> IngestReport:
-    """Count every row's fate with one relational union."""
-    live = kept.select("key", "seq").distinct()
-    others = clean.filter(clean.kind != TOUCH).left_join(
-        live.mutate(live=ibis.literal(True)), ["key", "seq"])
-    fates = ibis.union(
-        rows.filter(rows.reason.notnull()).select(ROW, fate=rows.reason),
-        valid.filter(valid.dup).select(ROW, fate=ibis.literal(DUPLICATE)),
-        touches.select(ROW, fate=touches.fate),
-        others.select(ROW, fate=ibis.cases((others.live.fill_null(False), USED), else_=NO_TOUCH)),
-        distinct=False)
-    counts = backend.fetch(fates.group_by("fate").aggregate(n=fates.count(),
-                                                            first=fates[ROW].min()), con)
-    table = counts.to_pydict()
-    rejected = {f: n for f, n in zip(table["fate"], table["n"]) if f != USED}
-    first = {f: r for f, r in zip(table["fate"], table["first"]) if f != USED}
-    used = sum(n for f, n in zip(table["fate"], table["n"]) if f == USED)
-    return IngestReport(source=name, n_rows=n_rows, n_used=used, rejected=rejected,
-                        first_row=first, notes=tuple(notes))
+    converting = p.n_conv > 0
+    checks = [(p.key_missing, MISSING_ACCOUNT if account else MISSING_PERSON),
+              (p.ts_missing, MISSING_TIMESTAMP), (p.ts.isnull(), BAD_TIMESTAMP),
+              (p.kind.isnull(), UNKNOWN_TYPE),
+              ((p.kind == TOUCH) & (p.name.isnull() | (p.name == "")), MISSING_CHANNEL),
+              (p.count_bad, BAD_CONVERSION)]
+    if revenue:
+        checks += [(converting & ~p.money_missing & p.money.isnull(), BAD_REVENUE),
+                   (converting & (p.money.isnan() | p.money.isinf()), NONFINITE_REVENUE),
+                   (converting & (p.money < 0), NEGATIVE_REVENUE)]
+    return p.select(ROW, key=p.key, ts=p.ts, kind=p.kind,
+                    channel=ibis.cases((p.kind == TOUCH, p.name), else_=None),
+                    n_conv=p.n_conv,
+                    revenue=ibis.cases((converting, p.money.fill_null(0.0)), else_=0.0),
+                    reason=ibis.cases(*checks, else_=None))
 
 
 def _naive(column) -> np.ndarray:

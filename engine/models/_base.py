@@ -94,6 +94,9 @@ def get_model(name: str, **params) -> AttributionModel:
     key = str(name).strip().lower().replace("-", "_")
     if key not in REGISTRY:
         raise EngineError(f"unknown model {name!r}; available: {', '.join(sorted(REGISTRY))}")
+    unknown = set(params) - set(REGISTRY[key]._param_names())
+    if unknown:
+        raise EngineError(f"model {key!r} has no parameter {sorted(unknown)[0]!r}")
     return REGISTRY[key](**params)
 
 

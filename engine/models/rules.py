@@ -11,6 +11,9 @@ journeys contribute nothing (their conversions and value are 0).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from numbers import Real
+
 import numpy as np
 
 from engine.errors import EngineError
@@ -22,8 +25,12 @@ DEFAULT_DIRECT = ("direct", "(direct)", "direct traffic", "(none)")
 
 
 def _normalise(weights: np.ndarray, journeys: Journeys) -> np.ndarray:
+    """Weights scaled to sum to 1 in every journey; a journey whose touches all weigh 0 is split
+    equally, so that its conversions are not lost."""
     totals = np.bincount(journeys.journey_index, weights, minlength=journeys.n_journeys)
-    return weights / totals[journeys.journey_index]
+    totals = totals[journeys.journey_index]
+    equal = 1.0 / journeys.lengths[journeys.journey_index]
+    return np.divide(weights, totals, out=equal, where=totals > 0)
 
 
 def first_touch_weights(journeys: Journeys) -> np.ndarray:
@@ -80,7 +87,8 @@ def position_weights(journeys: Journeys, head=(0.4,), tail=(0.4,), middle=0.2) -
     end, ``middle`` split equally over the touches in neither.
 
     A touch in both ranges (short journeys) gets both weights; shares of ranges a journey is too
-    short to fill are dropped and the journey's weights renormalised. With the defaults (the
+    short to fill are dropped and the journey's weights renormalised (split equally if nothing is
+    left, e.g. ``head=tail=(0,)`` on a two-touch journey). With the defaults (the
     U-shaped rule): 1 touch -> 100 %, 2 -> 50/50, 3 -> 40/20/40, 4 -> 40/10/10/40.
     """
     head = np.asarray(head, dtype=float)
@@ -211,9 +219,9 @@ class LastNonDirect(RuleModel):
         self.direct = direct
 
     def _validate_params(self):
-        if isinstance(self.direct, str):
+        if isinstance(self.direct, str) or not isinstance(self.direct, Iterable):
             raise EngineError("last_non_direct: direct must be a list of channel names, "
-                              f"not the string {self.direct!r}")
+                              f"not {self.direct!r}")
 
     def _touch_weights(self, journeys):
         direct = {str(d).casefold() for d in self.direct}
@@ -284,7 +292,7 @@ class TimeDecay(RuleModel):
         self.half_life = half_life
 
     def _validate_params(self):
-        if not (isinstance(self.half_life, (int, float)) and np.isfinite(self.half_life)
+        if not (isinstance(self.half_life, Real) and np.isfinite(self.half_life)
                 and self.half_life > 0):
             raise EngineError(f"time_decay: half_life must be a positive number of days, "
                               f"not {self.half_life!r}")
@@ -294,7 +302,10 @@ class TimeDecay(RuleModel):
 
 
 def _check_weights(model: str, **weights) -> None:
-    flat = {k: np.asarray(v, dtype=float) for k, v in weights.items()}
+    try:
+        flat = {k: np.asarray(v, dtype=float) for k, v in weights.items()}
+    except (TypeError, ValueError):
+        raise EngineError(f"{model}: weights must be numbers, got {weights!r}") from None
     for key, value in flat.items():
         if np.any(~np.isfinite(value)) or np.any(value < 0):
             raise EngineError(f"{model}: {key} weights must be finite and non-negative")
@@ -333,6 +344,9 @@ class PositionBased(RuleModel):
         self.last = last
 
     def _validate_params(self):
+        if not (isinstance(self.first, Real) and isinstance(self.last, Real)):
+            raise EngineError(f"{self.name}: first and last must be numbers, not "
+                              f"{self.first!r} and {self.last!r}")
         middle = 1.0 - float(self.first) - float(self.last)
         _check_weights(self.name, first=self.first, last=self.last, middle=max(middle, 0.0))
 
@@ -374,6 +388,10 @@ class CustomPosition(RuleModel):
         self.middle = middle
 
     def _validate_params(self):
+        for key in ("head", "tail"):
+            if np.ndim(getattr(self, key)) != 1:
+                raise EngineError(f"{self.name}: {key} must be a sequence of shares, e.g. "
+                                  f"{key}=(0.4,), not {getattr(self, key)!r}")
         _check_weights(self.name, head=self.head, tail=self.tail, middle=self.middle)
 
     def _touch_weights(self, journeys):

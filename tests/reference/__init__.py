@@ -1,0 +1,1 @@
+"""Numbers produced by peer tools, with the exact call and version that produced them."""
