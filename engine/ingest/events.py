@@ -47,6 +47,9 @@ DEFAULT_EVENT_TYPES = {
 }
 _KINDS = {"touch": TOUCH, "lead": MILESTONE_LEAD, "opportunity": MILESTONE_OPPORTUNITY,
           "conversion": CONVERSION}
+# How events are ordered within a person (see _split), and touches within a journey.
+_EVENT_ORDER = ("ts", "kind", "channel", "n_conv", "revenue", ROW)
+_TOUCH_ORDER = tuple(c for c in _EVENT_ORDER if c != "kind")
 _TRUE = ("true", "t", "yes", "y")
 _FALSE = ("false", "f", "no", "n")
 
@@ -192,29 +195,61 @@ def read_events(source, *, person: str | None = "person_id", timestamp: str = "t
                                                   first=dups[ROW].min()), con))
         touches = scratch.keep(_touch_fates(events.filter(~events.dup), lookback_days,
                                             collapse_repeats))
-        kept = _positions(touches.filter(touches.fate == USED),
-                          milestones=bool(kinds_seen & {MILESTONE_LEAD, MILESTONE_OPPORTUNITY}))
-        kept, variants = _merge_case_variants(kept, con)
+        kept, variants = _merge_case_variants(touches.filter(touches.fate == USED), con)
         if variants:
             notes.append("channel names differing only in case merged: " + ", ".join(
                 f"{k!r}->{v!r}" for k, v in sorted(variants.items())))
-        out = backend.fetch(_journeys(kept), con)
+        flat = backend.fetch(kept.order_by(["key", "seq", *_TOUCH_ORDER]).select(
+            "key", "seq", "channel", "ts", "end", "conversions", "value", "lead_ts",
+            "opportunity_ts"), con)
         fates += _used_fates(events, touches, con)
         report = _report(fates, name, arrow.num_rows, notes)
-    if out.num_rows == 0:
+    if flat.num_rows == 0:
         raise InputError("no usable event rows: " + "; ".join(
             f"{n} {reason}" for reason, n in report.rejected.items()), source=name)
-    offsets, names = csr(out["channels"])
-    channels, codes = encode_channels(names)
-    conversions = out["conversions"].to_numpy(zero_copy_only=False).astype(float)
+    return _to_journeys(flat, report)
+
+
+def _to_journeys(flat: pa.Table, report: IngestReport) -> Journeys:
+    """CSR journeys from the kept touches sorted by journey, then in journey order.
+
+    Journey boundaries are where the key or the journey number changes; each lead
+    (opportunity) touch is the journey's last touch at or before its first lead (opportunity)
+    event; all vectorised.
+    """
+    n = flat.num_rows
+    key = flat["key"].combine_chunks()
+    seq = flat["seq"].to_numpy()
+    new = np.ones(n, dtype=bool)
+    new[1:] = (seq[1:] != seq[:-1]) | pc.not_equal(key.slice(1), key.slice(0, n - 1)).to_numpy(
+        zero_copy_only=False)
+    starts = np.flatnonzero(new)
+    ts, end = _micros(flat["ts"]), _micros(flat["end"])
+    index = np.arange(n)
+    milestones = np.zeros(n, dtype=np.uint8)
+    for column, flag in (("lead_ts", LEAD), ("opportunity_ts", OPPORTUNITY)):
+        if flat[column].null_count == n:
+            continue
+        at = _micros(flat[column])
+        candidate = np.where(at >= ts, index, -1)
+        chosen = np.maximum.reduceat(candidate, starts)
+        milestones[chosen[chosen >= 0]] |= flag
+    channels, codes = encode_channels(flat["channel"])
+    conversions = flat["conversions"].to_numpy()[starts].astype(float)
     return Journeys(
-        channels=channels, offsets=offsets, codes=codes, conversions=conversions,
-        value=out["value"].to_numpy(zero_copy_only=False).astype(float),
-        nulls=(conversions == 0).astype(float),
-        ages=pc.list_flatten(out["ages"]).to_numpy(zero_copy_only=False),
-        milestones=pc.list_flatten(out["milestones"]).to_numpy(zero_copy_only=False),
-        person=out["key"].to_numpy(zero_copy_only=False),
-        start=_naive(out["start"]), end=_naive(out["end"]), report=report)
+        channels=channels, offsets=np.append(starts, n), codes=codes, conversions=conversions,
+        value=flat["value"].to_numpy()[starts].astype(float),
+        nulls=(conversions == 0).astype(float), ages=(end - ts) / 86_400e6,
+        milestones=milestones, person=key.take(pa.array(starts)).to_numpy(zero_copy_only=False),
+        start=ts[starts].astype("datetime64[us]"), end=end[starts].astype("datetime64[us]"),
+        report=report)
+
+
+def _micros(column) -> np.ndarray:
+    """UTC timestamps as int64 microseconds; missing ones as the smallest int64 (before all)."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    return array.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).fill_null(
+        np.iinfo(np.int64).min).to_numpy()
 
 
 def _row_checks(rows, name, con) -> tuple[list[pa.Table], set]:
@@ -235,16 +270,22 @@ def _row_checks(rows, name, con) -> tuple[list[pa.Table], set]:
 
 
 def _split(rows):
-    """Valid rows with ``dup`` (exact repeat of an earlier event) and ``seq``, the journey number
-    within the person: the count of converting rows before it (time, kind, input order)."""
+    """Valid rows with ``dup`` (exact repeat of the previous event) and ``seq``, the journey number
+    within the person: the number of converting rows before it.
+
+    One ordering serves both, so the engine sorts once: by time, then kind (touch < lead <
+    opportunity < conversion, so a touch at the conversion's time belongs to it), then the other
+    event fields (exact duplicates end up adjacent), then input order.
+    """
     valid = rows.filter(rows.reason.isnull()).drop("reason")
-    same_event = ibis.window(group_by=[valid.key, valid.ts, valid.kind, valid.channel,
-                                       valid.n_conv, valid.revenue], order_by=valid[ROW])
-    valid = valid.mutate(dup=ibis.row_number().over(same_event) > 0)
+    order = ibis.window(group_by=valid.key, order_by=[valid[c] for c in _EVENT_ORDER])
+    dup = ibis.and_(*[valid[c].lag().over(order).identical_to(valid[c])
+                      for c in _EVENT_ORDER[:-1]]).fill_null(False)
+    valid = valid.mutate(dup=dup)
     converts = ((valid.n_conv > 0) & ~valid.dup).cast("int64")
-    order = [valid.ts, valid.kind, valid[ROW]]
-    return valid.mutate(seq=converts.sum().over(ibis.cumulative_window(
-        group_by=valid.key, order_by=order)) - converts)
+    cumulative = ibis.cumulative_window(group_by=valid.key,
+                                        order_by=[valid[c] for c in _EVENT_ORDER])
+    return valid.mutate(seq=converts.sum().over(cumulative) - converts)
 
 
 def _touch_fates(events, lookback_days, collapse_repeats):
@@ -264,26 +305,10 @@ def _touch_fates(events, lookback_days, collapse_repeats):
     if not collapse_repeats:
         return touches
     previous = touches.channel.lag().over(ibis.window(
-        group_by=[touches.key, touches.seq, touches.fate], order_by=[touches.ts, touches[ROW]]))
+        group_by=[touches.key, touches.seq, touches.fate],
+        order_by=[touches[c] for c in _TOUCH_ORDER]))
     repeat = (touches.fate == USED) & previous.notnull() & (previous == touches.channel)
     return touches.mutate(fate=ibis.cases((repeat, REPEAT), else_=touches.fate))
-
-
-def _positions(kept, *, milestones: bool):
-    """Kept touches with ``pos`` (order in the journey), ``age`` in days, and ``milestone`` flags:
-    the lead (opportunity) touch is the last touch at or before the first lead (opportunity)."""
-    journey = [kept.key, kept.seq]
-    kept = kept.mutate(pos=ibis.row_number().over(ibis.window(group_by=journey,
-                                                              order_by=[kept.ts, kept[ROW]])),
-                       age=(kept.end.epoch_seconds() - kept.ts.epoch_seconds()) / 86400.0)
-    if not milestones:
-        return kept.mutate(milestone=ibis.literal(0))
-    whole = ibis.window(group_by=journey)
-    lead = ibis.cases((kept.ts <= kept.lead_ts, kept.pos), else_=None).max().over(whole)
-    opportunity = ibis.cases((kept.ts <= kept.opportunity_ts, kept.pos), else_=None).max().over(
-        whole)
-    return kept.mutate(milestone=ibis.cases((kept.pos == lead, int(LEAD)), else_=0)
-                       + ibis.cases((kept.pos == opportunity, int(OPPORTUNITY)), else_=0))
 
 
 def _merge_case_variants(kept, con):
@@ -292,17 +317,6 @@ def _merge_case_variants(kept, con):
     if variants:
         kept = kept.mutate(channel=kept.channel.substitute(variants))
     return kept, variants
-
-
-def _journeys(kept):
-    """One row per journey with its touches as ordered lists (the CSR arrays)."""
-    return (kept.group_by(["key", "seq"])
-            .aggregate(channels=kept.channel.collect(order_by=kept.pos),
-                       ages=kept.age.collect(order_by=kept.pos),
-                       milestones=kept.milestone.cast("uint8").collect(order_by=kept.pos),
-                       start=kept.ts.min(), end=kept.end.max(),
-                       conversions=kept.conversions.max(), value=kept.value.max())
-            .order_by(["key", "seq"]))
 
 
 def _used_fates(events, touches, con) -> list[pa.Table]:
@@ -369,31 +383,61 @@ def _stitched(t, person, identities, identity_map, id_columns, notes, con):
 
 
 def _text(value):
-    return value.cast("string").strip()
+    """Identifiers as text, compared exactly (no trimming: an id is opaque)."""
+    return value if value.type().is_string() else value.cast("string")
 
 
 def _blank(value):
     if value.type().is_string():
-        return value.isnull() | (value.strip() == "")
+        return value.isnull() | (value.length() == 0)
     return value.isnull()
 
 
 def _number(value):
-    return _text(value).try_cast("float64") if value.type().is_string() else value.cast("float64")
+    return value.strip().try_cast("float64") if value.type().is_string() \
+        else value.cast("float64")
+
+
+def _lookup(t, columns: list[str], derive, name: str):
+    """Join ``t`` to a small table of its distinct ``columns`` values with ``derive(values)``
+    computed once per distinct combination (cleaning text per row costs far more)."""
+    values = t.select(**{f"_{name}_{i}": t[c] for i, c in enumerate(columns)}).distinct()
+    values = values.mutate(**{name: derive([values[f"_{name}_{i}"] for i in range(len(columns))])})
+    joined = t.left_join(values, [t[c].identical_to(values[f"_{name}_{i}"])
+                                  for i, c in enumerate(columns)])
+    return joined.drop(*[f"_{name}_{i}" for i in range(len(columns))])
 
 
 def _parse(t, *, person, timestamp, channel, utm, grouping, event_type, kinds, conversion,
            revenue, account, identities, mapping):
     """One row per input row: ``_row, key, ts, kind, channel, n_conv, revenue, reason``.
 
-    Built in three projections so each derived column is computed once and referred to by name
-    (nested inline, the CASE expressions would be repeated in every later use).
+    Built in projections so each derived column is computed once and referred to by name
+    (nested inline, the CASE expressions would be repeated in every later use); event types and
+    channel names are derived once per distinct value.
     """
     id_columns = [c for c in [person, *identities] if c]
     if mapping is not None:
         for column in id_columns:
             lookup = mapping.rename(**{f"node_{column}": "node", f"person_{column}": "person"})
             t = t.left_join(lookup, node(column, t[column]) == lookup[f"node_{column}"])
+    if event_type:
+        def kind_of(values):
+            label = _text(values[0]).strip().lower()
+            return ibis.cases(*[(label.isin([v for v, k in kinds.items() if k == code]), code)
+                                for code in sorted(set(kinds.values()))], else_=None)
+
+        t = _lookup(t, [event_type], kind_of, "kind")
+    if channel:
+        t = _lookup(t, [channel], lambda values: clean_name(values[0]), "name")
+    else:
+        referenced = {f for rule in grouping for f in rule if f != "channel"}
+        fields = {f: utm.get(f, f) for f in referenced if f in utm or f in t.columns}
+        names = sorted(fields)
+        t = _lookup(t, [fields[f] for f in names], lambda values: clean_name(group_channels(
+            dict(zip(names, values)), grouping)), "name")
+
+    if mapping is not None:
         # An identifier linked to nothing is its own person.
         person_key = ibis.coalesce(*[
             ibis.coalesce(t[f"person_{c}"], _text(t[c]) if c == person
@@ -407,30 +451,21 @@ def _parse(t, *, person, timestamp, channel, utm, grouping, event_type, kinds, c
         key, key_missing = person_key, ibis.and_(*[_blank(t[c]) for c in id_columns])
 
     raw_ts = t[timestamp]
-    ts = (_text(raw_ts) if raw_ts.type().is_string() else raw_ts).try_cast("timestamp('UTC')")
-    if event_type:
-        label = _text(t[event_type]).lower()
-        kind = ibis.cases(*[(label.isin([v for v, k in kinds.items() if k == code]), code)
-                            for code in sorted(set(kinds.values()))], else_=None)
-    else:
-        kind = ibis.literal(TOUCH)
+    ts = (raw_ts.strip() if raw_ts.type().is_string() else raw_ts).try_cast("timestamp('UTC')")
     if conversion:
         raw = t[conversion]
-        flag = _text(raw).lower()
-        count = ibis.cases((flag.isin(_TRUE), 1.0), (flag.isin(_FALSE) | (flag == ""), 0.0),
-                           else_=flag.try_cast("float64")) if raw.type().is_string() \
-            else raw.cast("float64")
+        if raw.type().is_string():
+            flag = raw.strip().lower()
+            count = ibis.cases((flag.isin(_TRUE), 1.0), (flag.isin(_FALSE) | (flag == ""), 0.0),
+                               else_=flag.try_cast("float64"))
+        else:
+            count = raw.cast("float64")
         count_given = raw.notnull()
     else:
         count, count_given = ibis.literal(0.0), ibis.literal(False)
-    if channel:
-        name = clean_name(t[channel])
-    else:
-        fields = {field: t[column] for field, column in utm.items()}
-        fields.update({c: t[c] for c in t.columns if c not in fields})
-        name = clean_name(group_channels(fields, grouping))
     parsed = t.select(ROW, key=key, key_missing=key_missing, ts=ts, ts_missing=_blank(raw_ts),
-                      kind=kind, conv_count=count, count_given=count_given, name=name,
+                      kind=t["kind"] if event_type else ibis.literal(TOUCH),
+                      conv_count=count, count_given=count_given, name=t["name"],
                       money=_number(t[revenue]) if revenue else ibis.literal(0.0),
                       money_missing=_blank(t[revenue]) if revenue else ibis.literal(True))
 
@@ -457,9 +492,3 @@ def _parse(t, *, person, timestamp, channel, utm, grouping, event_type, kinds, c
                     n_conv=p.n_conv,
                     revenue=ibis.cases((converting, p.money.fill_null(0.0)), else_=0.0),
                     reason=ibis.cases(*checks, else_=None))
-
-
-def _naive(column) -> np.ndarray:
-    """UTC timestamps as naive ``datetime64[us]``."""
-    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    return array.cast(pa.timestamp("us")).to_numpy(zero_copy_only=False)

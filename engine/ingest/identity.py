@@ -38,7 +38,8 @@ def identity_pairs(t, person: str, identities, con) -> pa.Table:
 
 def node(column: str, value):
     """Node name of an identifier: its column and its value (a cookie 'A' is not a login 'A')."""
-    return ibis.literal(f"{column}{_SEP}") + value.cast("string").strip()
+    return ibis.literal(f"{column}{_SEP}") + (value if value.type().is_string()
+                                               else value.cast("string"))
 
 
 def map_pairs(identity_map, id_columns, notes: list) -> pa.Table:
@@ -50,7 +51,7 @@ def map_pairs(identity_map, id_columns, notes: list) -> pa.Table:
         raise InputError(f"an identity map needs exactly two identifier columns, at least one "
                          f"named like an identifier column of the event log "
                          f"({', '.join(id_columns)}); found {', '.join(columns)}", source=name)
-    left, right = (pc.utf8_trim_whitespace(table[c].cast(pa.string())) for c in columns)
+    left, right = (table[c].cast(pa.string()) for c in columns)
     usable = pc.and_(pc.is_valid(left), pc.is_valid(right))
     skipped = table.num_rows - pc.sum(usable).as_py()
     if skipped:

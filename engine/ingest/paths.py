@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import ibis
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from engine.errors import InputError
 from engine.ingest import backend
-from engine.ingest.queries import case_variants, clean_name, csr, encode_channels, split_paths
+from engine.ingest.queries import case_variants, clean_name, csr, encode_channels
 from engine.ingest.report import IngestReport
 from engine.ingest.sources import ROW, load_table, require_columns, source_name
 from engine.journeys import RESERVED_CHANNELS, Journeys
 
 # Longer separators first: "a -> b" must suggest "->", not ">" (which would leave "a -").
 _OTHER_SEPARATORS = ("->", "=>", ">", "|", ",", ";", "/", "+")
+# Beyond this many distinct pieces to rename, a CASE per touch costs more than cleaning each touch.
+_MAX_SUBSTITUTIONS = 64
 
 
 def read_paths(source, *, path: str = "path", conversions: str = "total_conversions",
@@ -77,14 +81,8 @@ def read_paths(source, *, path: str = "path", conversions: str = "total_conversi
     rows = _numbers(t, path, conversions, value, nulls)
     _check_rows(rows, path, conversions, value, nulls, sep, name, con)
 
-    long = split_paths(rows, path, sep)
-    _check_channels(long, path, name, con)
-    vocabulary = backend.fetch(long.group_by("channel").aggregate(n=long.count()), con)
-    mapping = case_variants(vocabulary["channel"].to_pylist(), vocabulary["n"].to_pylist())
-    if mapping:
-        long = long.mutate(channel=long.channel.substitute(mapping))
-    lists = long.group_by(ROW).aggregate(_path=long.channel.collect(order_by=long.pos))
-    per_row = rows.join(lists, ROW)
+    mapping, lists = _channel_lists(rows, path, sep, name, con)
+    per_row = rows.mutate(_path=lists)
     merged = (per_row.group_by("_path")
               .aggregate(first=per_row[ROW].min(), n=per_row.count(),
                          conversions=per_row.conversions.sum(),
@@ -174,13 +172,39 @@ def _check_separator(rows, path, sep, name, con):
                          f"{used[0]!r}; pass sep={used[0]!r}", source=name, column=path)
 
 
-def _check_channels(long, path, name, con):
-    found = backend.fetch(long.aggregate(
-        empty=long[ROW].min(where=long.channel == ""),
-        reserved=long[ROW].min(where=long.channel.isin(RESERVED_CHANNELS))), con).to_pylist()[0]
-    if found["empty"] is not None:
-        raise InputError("a channel name between separators is empty", source=name, column=path,
-                         row=found["empty"])
-    if found["reserved"] is not None:
-        raise InputError(f"uses a reserved channel name (one of {', '.join(RESERVED_CHANNELS)})",
-                         source=name, column=path, row=found["reserved"])
+def _channel_lists(rows, path, sep, name, con):
+    """Check the channel names; return the case-variant mapping and each row's list of names.
+
+    :func:`clean_name` depends only on the raw text between two separators, and
+    ``clean_name(raw) == clean_name(raw.strip())``, so names are cleaned, checked and counted
+    once per distinct raw piece (a small table) rather than once per touch. The per-row lists
+    then only trim their pieces and substitute the few trimmed pieces that cleaning or case
+    merging changes; regular expressions over every touch are the costly part otherwise.
+    """
+    split = rows[path].cast("string").split(sep)
+    pieces = rows.select(ROW, raw=split).unnest("raw")
+    distinct = pieces.group_by("raw").aggregate(n=pieces.count(), first=pieces[ROW].min())
+    found = backend.fetch(distinct.select("n", "first", trimmed=distinct.raw.strip(),
+                                          channel=clean_name(distinct.raw)), con)
+    channel, first = found["channel"], found["first"]
+    checks = [(pc.equal(channel, ""), "a channel name between separators is empty"),
+              (pc.is_in(channel, pa.array(RESERVED_CHANNELS)),
+               f"uses a reserved channel name (one of {', '.join(RESERVED_CHANNELS)})")]
+    if sep.strip() == ">":
+        checks.append((pc.match_substring_regex(channel, r"[-=]$"),
+                       "a channel name ends in '-' or '=' before the separator '>'; the paths "
+                       "look separated by '->' or '=>': pass that as sep"))
+    for bad, message in checks:
+        row = pc.min(pc.filter(first, bad)).as_py()
+        if row is not None:
+            raise InputError(message, source=name, column=path, row=row)
+    vocabulary = found.group_by("channel").aggregate([("n", "sum")])
+    mapping = case_variants(vocabulary["channel"].to_pylist(), vocabulary["n_sum"].to_pylist())
+    fixes = {trimmed: mapping.get(clean, clean) for trimmed, clean
+             in zip(found["trimmed"].to_pylist(), channel.to_pylist())
+             if mapping.get(clean, clean) != trimmed}
+    if len(fixes) > _MAX_SUBSTITUTIONS:
+        names = split.map(clean_name)
+        return mapping, names.map(lambda c: c.substitute(mapping)) if mapping else names
+    trimmed = split.map(lambda c: c.strip())
+    return mapping, trimmed.map(lambda c: c.substitute(fixes)) if fixes else trimmed

@@ -127,8 +127,22 @@ def _read_csv(path: Path, name: str, *, compressed: bool) -> pa.Table:
         if "UTF8" in message or "utf-8" in message.lower() or "utf8" in message.lower():
             message = "not UTF-8 text; re-save the file as UTF-8"
         elif "Expected" in message and "columns" in message:
-            message = f"malformed CSV ({message.removeprefix('CSV parse error: ')})"
+            row = _ragged_row(path, delimiter, len(header), compressed)
+            detail = message.removeprefix("CSV parse error: ").split(":")[0]
+            raise InputError(f"malformed CSV: {detail.lower()}", source=name, row=row) from None
         raise InputError(message, source=name) from None
+
+
+def _ragged_row(path: Path, delimiter: str, width: int, compressed: bool) -> int | None:
+    """The first data row whose field count differs from the header's (error path only)."""
+    opener = gzip.open if compressed else open
+    with opener(path, "rt", encoding="utf-8-sig", errors="replace", newline="") as handle:
+        reader = csv.reader(handle, delimiter=delimiter)
+        next(reader, None)
+        for number, fields in enumerate(reader, start=1):
+            if fields and len(fields) != width:
+                return number
+    return None
 
 
 def _sniff_delimiter(lines: list[str]) -> str:
