@@ -1,0 +1,523 @@
+"""The ``attribution`` command line: run models side by side, list them, top paths and KPIs.
+
+Errors a user can cause (a missing file, a bad row, an unknown model, a model the data cannot
+support, a bad option) print one line ``attribution: error: <message>`` on stderr and exit with
+status 2; any other failure prints one line and exits with status 1. ``--debug`` adds the
+traceback. Output files are written to a temporary file in the same folder and renamed into
+place, so a failed run never leaves a partial file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import gzip
+import itertools
+import json
+import numbers
+import os
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+from rich.progress import TimeElapsedColumn
+from rich.table import Table
+
+import engine
+from engine import kpi
+from engine.compare import compare
+from engine.datasets import example_path
+from engine.errors import EngineError
+from engine.journeys import Journeys
+from engine.models import REGISTRY, AttributionModel, available_models, get_model
+
+PROG = "attribution"
+EXIT_INPUT = 2
+EXIT_FAILURE = 1
+EXIT_INTERRUPTED = 130
+
+# What each journey attribute a model may require means to someone holding a data file.
+_NEEDS = {"ages": "touch times (an event log with timestamps)",
+          "milestones": "lead- and opportunity-creation touches (a B2B event log)"}
+# CLI option -> read_paths / read_events keyword.
+_PATH_OPTIONS = {"sep": "sep", "path_column": "path", "conversions_column": "conversions",
+                 "value_column": "value", "nulls_column": "nulls"}
+_EVENT_OPTIONS = {"person": "person", "timestamp": "timestamp", "channel": "channel",
+                  "event_type": "event_type", "conversion": "conversion", "revenue": "revenue",
+                  "account": "account", "lookback_days": "lookback_days"}
+_DELIMITERS = ",;\t|"
+
+
+@dataclass
+class Settings:
+    """The global options, shared by every command through ``ctx.obj``."""
+
+    quiet: bool = False
+    debug: bool = False
+
+
+class _Failed(Exception):
+    """A command's exception, carrying whether ``--debug`` was in force when it was raised."""
+
+    def __init__(self, error: BaseException, debug: bool):
+        super().__init__(str(error))
+        self.error = error
+        self.debug = debug
+
+
+class _Cli(click.Group):
+    """A click group that turns every failure into one line on stderr and an exit status."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort,
+                BrokenPipeError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            settings = ctx.find_object(Settings)
+            raise _Failed(exc, debug=bool(settings and settings.debug)) from exc
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,
+             **extra):
+        """Run the command line; exit (or, with ``standalone_mode=False``, return) its status."""
+        code = self._run(args, prog_name or PROG, complete_var, **extra)
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+    def _run(self, args, prog_name, complete_var, **extra) -> int:
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            _error(exc.format_message() + hint)
+            return EXIT_INPUT
+        except click.ClickException as exc:
+            _error(exc.format_message())
+            return exc.exit_code
+        except click.exceptions.Abort:
+            click.echo(f"{PROG}: interrupted", err=True)
+            return EXIT_INTERRUPTED
+        except _Failed as failed:
+            error = failed.error
+            if failed.debug:
+                traceback.print_exception(error)
+            if isinstance(error, EngineError):
+                _error(str(error))
+                return EXIT_INPUT
+            hint = "" if failed.debug else "; run with --debug for the traceback"
+            _error(f"unexpected {type(error).__name__}: {error}{hint}")
+            return EXIT_FAILURE
+        return result if isinstance(result, int) else 0
+
+
+def _error(message: str) -> None:
+    click.echo(f"{PROG}: error: {' '.join(str(message).split())}", err=True)
+
+
+def _set_flag(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        setattr(ctx.find_object(Settings), param.name, True)
+
+
+def _global_options(command):
+    """Accept ``--quiet``/``--debug`` after the command name too (``attribution run -q ...``)."""
+    command = click.option("--debug", is_flag=True, expose_value=False, callback=_set_flag,
+                           help="Show the traceback of errors.")(command)
+    return click.option("--quiet", "-q", is_flag=True, expose_value=False, callback=_set_flag,
+                        help="No progress, no tables: only errors.")(command)
+
+
+def _input_options(command):
+    """INPUT and the options that say how to read it (shared by run, paths and kpi)."""
+    options = [
+        click.argument("input", metavar="INPUT"),
+        click.option("--format", "data_format", type=click.Choice(["paths", "events"]),
+                     help="How to read INPUT. Default: 'paths' if its header has the path "
+                          "column, else 'events'."),
+        click.option("--sep", help="[paths] Separator between channels. Default: '>'."),
+        click.option("--path-column", help="[paths] Column with the paths. Default: path."),
+        click.option("--conversions-column",
+                     help="[paths] Column with the conversions. Default: total_conversions."),
+        click.option("--value-column",
+                     help="[paths] Column with the conversion value. Default: "
+                          "total_conversion_value (0 when absent)."),
+        click.option("--nulls-column",
+                     help="[paths] Column with the non-converting journeys. Default: "
+                          "total_null (0 when absent)."),
+        click.option("--person", help="[events] Person id column. Default: person_id."),
+        click.option("--timestamp", help="[events] Timestamp column. Default: timestamp."),
+        click.option("--channel", help="[events] Channel column. Default: channel, else "
+                                       "channels from the utm_source/medium/campaign columns."),
+        click.option("--event-type", help="[events] Event type column. Default: event_type."),
+        click.option("--conversion",
+                     help="[events] Column with the number of conversions on each row."),
+        click.option("--revenue", help="[events] Revenue column. Default: revenue."),
+        click.option("--account", help="[events] Account id column (B2B journeys per account)."),
+        click.option("--lookback-days", type=float,
+                     help="[events] Touches more than this many days before the journey's end "
+                          "are not used. Default: 30."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _parse_param(ctx, param, values) -> dict[str, dict]:
+    """``MODEL.NAME=VALUE`` strings to ``{model: {name: value}}``; values parsed as JSON if they
+    can be (``3``, ``0.5``, ``true``, ``[0.5, 0.1]``), else kept as text."""
+    params: dict[str, dict] = {}
+    for text in values:
+        key, equals, raw = text.partition("=")
+        model, dot, name = key.strip().partition(".")
+        if not (equals and dot and model and name.strip()):
+            raise click.BadParameter(f"{text!r} is not MODEL.PARAM=VALUE "
+                                     "(e.g. time_decay.half_life=3)", ctx=ctx, param=param)
+        model = model.lower().replace("-", "_")
+        if model not in REGISTRY:
+            raise click.BadParameter(f"unknown model {model!r} in {text!r}; see "
+                                     f"'{PROG} models'", ctx=ctx, param=param)
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        params.setdefault(model, {})[name.strip()] = value
+    return params
+
+
+@click.group(cls=_Cli, invoke_without_command=True,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--quiet", "-q", is_flag=True, help="No progress, no tables: only errors.")
+@click.option("--debug", is_flag=True, help="Show the traceback of errors.")
+@click.version_option(engine.__version__, "--version", prog_name=PROG)
+@click.pass_context
+def cli(ctx: click.Context, quiet: bool, debug: bool) -> None:
+    """Marketing attribution: credit per channel from customer journeys, many models side by
+    side.
+
+    INPUT is a path table (CSV or Parquet in ChannelAttribution's layout), an event log, or the
+    word 'example' for the shipped example path table.
+    """
+    ctx.obj = Settings(quiet=quiet, debug=debug)
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+
+
+@cli.command("run")
+@_input_options
+@click.option("--model", "-m", "model_names", multiple=True, metavar="NAME",
+              help="Model to run (repeatable); 'all' runs every model the data supports. "
+                   "Default: all. See 'attribution models'.")
+@click.option("--param", "-p", "params", multiple=True, metavar="MODEL.PARAM=VALUE",
+              callback=_parse_param,
+              help="Model hyper-parameter (repeatable), e.g. linear.per=channel or "
+                   "time_decay.half_life=3.")
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the comparison table here: .csv, .csv.gz or .parquet.")
+@_global_options
+@click.pass_obj
+def run_command(settings: Settings, input, data_format, model_names, params, out, **options):
+    """Fit models on INPUT and compare their credit per channel.
+
+    The table written to --out has one row per model and channel with the columns model,
+    channel, conversions, conversions_lower, conversions_upper, value, value_lower, value_upper,
+    share. Unless --quiet, a table of attributed conversions (one column per model) is printed.
+    """
+    _check_output(out)
+    models, explicit = _select(model_names or ("all",), params)
+    with _progress(settings) as progress:
+        journeys = _read(input, data_format, options, settings, progress)
+        models = _supported(models, explicit, journeys, settings)
+        table = _fit(models, journeys, progress)
+    if out is not None:
+        _write(table, out)
+    if not settings.quiet:
+        _stdout().print(_comparison(table, input))
+
+
+@cli.command("models")
+@_global_options
+@click.pass_obj
+def models_command(settings: Settings) -> None:
+    """List the registered models, what each does and the data it needs."""
+    if settings.quiet:
+        return
+    table = Table("model", "description", "needs", title="Attribution models")
+    for row in available_models().itertuples():
+        table.add_row(row.name, row.description, _needs(REGISTRY[row.name].requires))
+    _stdout().print(table)
+
+
+@cli.command("paths")
+@_input_options
+@click.option("--top", "n", type=click.IntRange(min=1), default=10, show_default=True,
+              help="How many paths.")
+@click.option("--by", type=click.Choice(["conversions", "journeys", "value"]),
+              default="conversions", show_default=True, help="Rank paths by this.")
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the table here: .csv, .csv.gz or .parquet.")
+@_global_options
+@click.pass_obj
+def paths_command(settings: Settings, input, data_format, n, by, out, **options):
+    """Top paths of INPUT with journeys, conversions, conversion rate and value."""
+    _check_output(out)
+    with _progress(settings) as progress:
+        journeys = _read(input, data_format, options, settings, progress)
+    table = kpi.top_paths(journeys, n=n, by=by)
+    if out is not None:
+        _write(table, out)
+    if not settings.quiet:
+        _stdout().print(_frame(table, f"Top {n} paths by {by}"))
+
+
+@cli.command("kpi")
+@_input_options
+@click.option("--spend", type=click.Path(dir_okay=False, path_type=Path),
+              help="Spend per channel (CSV or Parquet), for cost per order and ROAS.")
+@click.option("--model", "-m", "model_names", multiple=True, metavar="NAME",
+              help="Model whose credit the channel KPIs use (repeatable); 'all' = every "
+                   "model the data supports. Default: last_touch.")
+@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder to write one CSV per table (<name>.csv); created if needed.")
+@_global_options
+@click.pass_obj
+def kpi_command(settings: Settings, input, data_format, spend, model_names, out, **options):
+    """Summary KPI tables of INPUT (with cost per order and ROAS given --spend).
+
+    Prints each table of engine.kpi.summary; with --out DIR writes DIR/<table>.csv.
+    """
+    models, explicit = _select(model_names, {})
+    spent = kpi.read_spend(spend) if spend else None
+    with _progress(settings) as progress:
+        journeys = _read(input, data_format, options, settings, progress)
+    extra = {"models": _supported(models, explicit, journeys, settings)} if models else {}
+    tables = kpi.summary(journeys, spend=spent, n_paths=10, **extra)
+    if out is not None:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise EngineError(f"{out}: cannot create the folder ({exc.strerror or exc})") from None
+        for name, frame in tables.items():
+            _write(frame, out / f"{name}.csv")
+    if not settings.quiet:
+        console = _stdout()
+        for name, frame in tables.items():
+            console.print(_frame(frame, name))
+
+
+# -- reading --------------------------------------------------------------------------------
+
+def _read(source: str, data_format: str | None, options: dict, settings: Settings,
+          progress) -> Journeys:
+    """Journeys from INPUT with the options the user gave (the readers' defaults otherwise)."""
+    path = example_path() if source == "example" else Path(source)
+    given = {k: v for k, v in options.items() if v is not None}
+    path_kwargs = {_PATH_OPTIONS[k]: v for k, v in given.items() if k in _PATH_OPTIONS}
+    event_kwargs = {_EVENT_OPTIONS[k]: v for k, v in given.items() if k in _EVENT_OPTIONS}
+    data_format = data_format or _guess_format(path, path_kwargs.get("path", "path"))
+    other = "events" if data_format == "paths" else "paths"
+    wrong = [k for k in given if k in (_EVENT_OPTIONS if other == "events" else _PATH_OPTIONS)]
+    if wrong:
+        raise EngineError(f"--{wrong[0].replace('_', '-')} applies to --format {other}, but "
+                          f"{source} is read as {data_format}")
+    task = None if progress is None else progress.add_task(f"reading {source}", total=None)
+    if data_format == "paths":
+        journeys = engine.read_paths(path, **path_kwargs)
+    else:
+        journeys = engine.read_events(path, **event_kwargs)
+    if task is not None:
+        progress.update(task, total=1, completed=1)
+    report = journeys.report
+    if report is not None and report.n_rejected and not settings.quiet:
+        click.echo(str(report), err=True)
+    return journeys
+
+
+def _guess_format(path: Path, path_column: str) -> str:
+    """``"paths"`` when the header has the path column, else ``"events"``.
+
+    A file that cannot be opened is guessed ``"paths"``: reading it then reports the problem
+    with the file's name.
+    """
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            columns = pq.read_schema(path).names
+        else:
+            opener = gzip.open if path.suffix.lower() == ".gz" else open
+            with opener(path, "rt", encoding="utf-8-sig", newline="") as handle:
+                header = handle.readline()
+            columns = {cell.strip() for d in _DELIMITERS
+                       for cell in next(csv.reader([header], delimiter=d), [])}
+    except (OSError, UnicodeDecodeError, pa.ArrowException):
+        return "paths"
+    return "paths" if path_column in columns else "events"
+
+
+# -- models ---------------------------------------------------------------------------------
+
+def _select(names, params: dict) -> tuple[list[AttributionModel], set[str]]:
+    """Models for ``--model`` names with their ``--param`` values, and the names given
+    explicitly (``all`` stands for every registered model). Checked before any data is read."""
+    explicit, wanted = set(), []
+    for name in names:
+        key = str(name).strip().lower().replace("-", "_")
+        if key == "all":
+            wanted.extend(sorted(REGISTRY))
+        else:
+            key = get_model(key).name
+            explicit.add(key)
+            wanted.append(key)
+    wanted = list(dict.fromkeys(wanted))
+    for model in params:
+        if model not in wanted:
+            raise EngineError(f"--param {model}.{next(iter(params[model]))} is given but model "
+                              f"{model} is not run; add --model {model}")
+    return [get_model(name, **params.get(name, {})) for name in wanted], explicit
+
+
+def _supported(models: list[AttributionModel], explicit: set[str], journeys: Journeys,
+               settings: Settings) -> list[AttributionModel]:
+    """The models the journeys can support. The others are skipped with a note on stderr, or
+    are an error if named explicitly."""
+    kept = []
+    for model in models:
+        missing = [r for r in model.requires if getattr(journeys, r) is None]
+        if not missing:
+            kept.append(model)
+            continue
+        needs = " and ".join(_NEEDS[m] for m in missing)
+        if model.name in explicit:
+            raise EngineError(f"model {model.name} needs {needs}, which the input does not have")
+        if not settings.quiet:
+            click.echo(f"{PROG}: skipping {model.name}: it needs {needs}, which the input does "
+                       "not have", err=True)
+    if not kept:
+        raise EngineError("none of the models can run on this input; see 'attribution models'")
+    return kept
+
+
+def _needs(requires) -> str:
+    if not requires:
+        return "a path table or an event log"
+    return " and ".join(_NEEDS[r] for r in requires)
+
+
+def _fit(models: list[AttributionModel], journeys: Journeys, progress) -> pd.DataFrame:
+    if progress is None:
+        return compare(models, journeys)
+    task = progress.add_task("fitting", total=len(models))
+    done = itertools.count()
+
+    def on_model(model: AttributionModel) -> None:
+        progress.update(task, description=f"fitting {model.name}", completed=next(done))
+
+    table = compare(models, journeys, on_model=on_model)
+    progress.update(task, description="fitted", completed=len(models))
+    return table
+
+
+# -- output ---------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _progress(settings: Settings):
+    """A rich progress display on stderr, or ``None`` when quiet or stderr is not a terminal."""
+    if settings.quiet or not sys.stderr.isatty():
+        yield None
+        return
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+               MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        yield progress
+
+
+def _output_kind(out: Path) -> str:
+    name = out.name.lower()
+    for suffix, kind in ((".csv", "csv"), (".csv.gz", "csv.gz"), (".parquet", "parquet"),
+                         (".pq", "parquet")):
+        if name.endswith(suffix):
+            return kind
+    raise EngineError(f"{out}: unknown output format; name it .csv, .csv.gz or .parquet")
+
+
+def _check_output(out: Path | None) -> None:
+    """Fail before any work if the output file cannot be written where asked."""
+    if out is None:
+        return
+    _output_kind(out)
+    folder = out.parent
+    if not folder.is_dir():
+        raise EngineError(f"{out}: the folder {str(folder)!r} does not exist")
+    if out.is_dir():
+        raise EngineError(f"{out}: is a folder, not a file")
+
+
+def _write(frame: pd.DataFrame, out: Path) -> None:
+    """Write ``frame`` as CSV or Parquet (by extension) via a temporary file renamed into place."""
+    kind = _output_kind(out)
+    partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    try:
+        if kind == "parquet":
+            frame.to_parquet(partial, index=False)
+        else:
+            frame.to_csv(partial, index=False, compression="gzip" if kind == "csv.gz" else None)
+        os.replace(partial, out)
+    except OSError as exc:
+        raise EngineError(f"{out}: cannot write ({exc.strerror or exc})") from exc
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _stdout() -> Console:
+    # Piped output keeps whole rows: rich would otherwise fold wide tables to 80 columns.
+    return Console(width=None if sys.stdout.isatty() else 400, highlight=False)
+
+
+def _number(x) -> str:
+    if pd.isna(x):
+        return "–"
+    x = float(x)
+    if x.is_integer() or abs(x) >= 100:
+        return f"{x:,.0f}"
+    return f"{x:,.2f}" if abs(x) >= 1 else f"{x:.4f}"
+
+
+def _comparison(table: pd.DataFrame, source: str) -> Table:
+    """Attributed conversions: one row per channel, one column per model, a total row."""
+    models = list(dict.fromkeys(table["model"]))
+    wide = table.pivot(index="channel", columns="model", values="conversions")[models]
+    wide = wide.loc[wide.mean(axis=1).sort_values(ascending=False, kind="stable").index]
+    out = Table("channel", *models, title=f"Attributed conversions ({source})", show_footer=True)
+    for column, total in zip(out.columns, ["total", *wide.sum().tolist()]):
+        column.footer = total if isinstance(total, str) else f"{total:,.1f}"
+    for column in out.columns[1:]:
+        column.justify = "right"
+    for channel, row in wide.iterrows():
+        out.add_row(str(channel), *("–" if pd.isna(x) else f"{x:,.1f}" for x in row))
+    return out
+
+
+def _frame(frame: pd.DataFrame, title: str) -> Table:
+    out = Table(*map(str, frame.columns), title=title)
+    for column, dtype in zip(out.columns, frame.dtypes):
+        if pd.api.types.is_numeric_dtype(dtype):
+            column.justify = "right"
+    for row in frame.itertuples(index=False):
+        out.add_row(*(_number(x) if isinstance(x, numbers.Real) else str(x) for x in row))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``attribution`` console script; returns the exit status."""
+    return cli.main(args=argv, prog_name=PROG, standalone_mode=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
