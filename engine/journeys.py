@@ -13,7 +13,7 @@ source carried them (event logs), absent for path tables.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 
 import numpy as np
@@ -137,6 +137,10 @@ class Journeys:
             array = getattr(self, name)
             if array is not None and array.shape != (n,):
                 raise InputError(f"Journeys.{name} must have one entry per journey")
+
+    def __reduce__(self):
+        # Rebuild through __init__ so an unpickled copy is validated and read-only again.
+        return (type(self), tuple(getattr(self, f.name) for f in fields(self)))
 
     # -- construction -------------------------------------------------------------------------
     @classmethod

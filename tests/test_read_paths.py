@@ -278,7 +278,12 @@ def test_bad_header_in_a_dataframe():
 def test_ragged_row(write):
     message = raises(write("ragged.csv", HEADER + "a,1,2,0\nb,1,2,0,9\nc,1,2,0\n"),
                      match="malformed CSV")
-    assert "b,1,2,0,9" in message
+    assert "row 2" in message and "expected 4 columns, got 5" in message
+
+
+def test_arrow_separator_read_with_plain_gt_is_caught(write):
+    raises(write("arrows.csv", HEADER + "a,1,2,0\na -> b,1,2,0\n"), column="path",
+           match="'->'", row=2)
 
 
 def test_non_utf8_bytes(write):
