@@ -7,7 +7,10 @@ tables into expressions and expressions into Arrow. DuckDB (embedded, in-process
 from __future__ import annotations
 
 import functools
+import os
+import tempfile
 import uuid
+from pathlib import Path
 
 import ibis
 import pyarrow as pa
@@ -17,10 +20,18 @@ from engine.errors import EngineError
 ENGINES = ("duckdb",)
 
 
+#: DuckDB's memory budget; beyond it sorts, joins and kept tables spill to a temporary folder.
+#: Set ``ATTRIBUTION_MEMORY_LIMIT`` (e.g. ``"8GB"``) to change it.
+MEMORY_LIMIT = os.environ.get("ATTRIBUTION_MEMORY_LIMIT", "1.5GB")
+
+
 @functools.cache
 def _duckdb():
     con = ibis.duckdb.connect()
     con.raw_sql("SET preserve_insertion_order = false")
+    con.raw_sql(f"SET memory_limit = '{MEMORY_LIMIT}'")
+    spill = Path(tempfile.gettempdir()) / f"attribution-engine-{os.getpid()}"
+    con.raw_sql(f"SET temp_directory = '{spill}'")
     # Naive timestamps are read as UTC, whatever the machine's zone.
     con.raw_sql("SET TimeZone = 'UTC'")
     return con
