@@ -263,6 +263,7 @@ def channel_kpis(journeys: Journeys, spend=None, models=("last_touch",), *, star
         - ``touches``: the channel's total touch volume: every touch of a journey row counts
           ``conversions + nulls`` times (the journeys the row stands for), converting or not.
         - ``touches_per_conversion = touches / conversions``,
+          ``touches_per_lead = touches / leads``,
           ``value_per_conversion = value / conversions``, ``value_per_touch = value / touches``.
 
         Ratios with a zero or unknown denominator are NaN. ``attrs["unmatched_spend_channels"]``
@@ -333,6 +334,7 @@ def channel_kpis(journeys: Journeys, spend=None, models=("last_touch",), *, star
         "cost_per_opportunity": _ratio(table["spend"], table["opportunities"]),
         "touches": table["touches"],
         "touches_per_conversion": _ratio(table["touches"], table["conversions"]),
+        "touches_per_lead": _ratio(table["touches"], table["leads"]),
         "value_per_conversion": _ratio(table["value"], table["conversions"]),
         "value_per_touch": _ratio(table["value"], table["touches"]),
     })

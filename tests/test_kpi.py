@@ -16,7 +16,8 @@ from engine.models import FirstTouch, LastTouch
 
 KPI_COLUMNS = ["model", "channel", "spend", "conversions", "value", "cost_per_order", "roas",
                "leads", "cost_per_lead", "opportunities", "cost_per_opportunity", "touches",
-               "touches_per_conversion", "value_per_conversion", "value_per_touch"]
+               "touches_per_conversion", "touches_per_lead", "value_per_conversion",
+               "value_per_touch"]
 NAN = float("nan")
 
 
@@ -204,12 +205,12 @@ def test_channel_kpis_hand_computed(b2b, spend_table):
     columns = KPI_COLUMNS[2:]
     expected = {
         # No spend row: spend and every cost metric unknown.
-        "direct": [NAN, 1, 100, NAN, NAN, 0, NAN, 0, NAN, 1, 1, 100, 100],
+        "direct": [NAN, 1, 100, NAN, NAN, 0, NAN, 0, NAN, 1, 1, NAN, 100, 100],
         # Zero spend: costs are 0 where something was bought, ROAS unknown (never inf).
-        "email": [0, 1, 50, 0, NAN, 1, 0, 2, 0, 3, 3, 50, 50 / 3],
-        "search": [200, 1, 30, 200, 0.15, 2, 100, 0, NAN, 3, 3, 30, 10],
-        "social": [40, 0, 0, NAN, 0, 0, NAN, 0, NAN, 2, NAN, NAN, 0],
-        "tv": [70, 0, 0, NAN, 0, 0, NAN, 0, NAN, 0, NAN, NAN, NAN],
+        "email": [0, 1, 50, 0, NAN, 1, 0, 2, 0, 3, 3, 3, 50, 50 / 3],
+        "search": [200, 1, 30, 200, 0.15, 2, 100, 0, NAN, 3, 3, 1.5, 30, 10],
+        "social": [40, 0, 0, NAN, 0, 0, NAN, 0, NAN, 2, NAN, NAN, NAN, 0],
+        "tv": [70, 0, 0, NAN, 0, 0, NAN, 0, NAN, 0, NAN, NAN, NAN, NAN],
     }
     assert_same(records(kpis.drop(columns="model")),
                 {c: dict(zip(columns, map(float, v))) for c, v in expected.items()})
@@ -231,6 +232,8 @@ def test_channel_kpis_totals_per_model(b2b, spend_table):
     # First touch on the lead stage: search (j0), social (j1 and j3).
     assert {c: first[c]["leads"] for c in first} == {"direct": 0, "email": 0, "search": 1,
                                                      "social": 2, "tv": 0}
+    assert first["social"]["touches_per_lead"] == pytest.approx(first["social"]["touches"] / 2)
+    assert np.isnan(first["email"]["touches_per_lead"])
 
 
 def test_channel_kpis_totals_on_rich_journeys(rich_journeys):
