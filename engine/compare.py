@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 
 import pandas as pd
 
-from engine.errors import MissingDataError
+from engine.errors import EngineError, MissingDataError
 from engine.journeys import Journeys
 from engine.models._base import REGISTRY, AttributionModel, get_model
 from engine.results import Attribution
@@ -58,7 +58,13 @@ def compare(models, journeys: Journeys, *, skip_unsupported: bool = False,
     {'first_touch': {'a': 1.0, 'b': 1.0}, 'last_touch': {'a': 0.0, 'b': 2.0}}
     """
     tables, skipped = [], {}
-    for model in resolve_models(models):
+    resolved = resolve_models(models)
+    names = [model.name for model in resolved]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise EngineError(f"model {repeated[0]!r} appears twice; its rows could not be told "
+                          "apart in one table: compare the variants in separate calls")
+    for model in resolved:
         if on_model is not None:
             on_model(model)
         try:

@@ -86,6 +86,10 @@ class Journeys:
     def __post_init__(self):
         set_ = object.__setattr__
         set_(self, "channels", tuple(str(c) for c in self.channels))
+        for name in ("offsets", "codes"):
+            values = np.asarray(getattr(self, name))
+            if values.size and not np.issubdtype(values.dtype, np.integer):
+                raise InputError(f"Journeys.{name} must be integers, not {values.dtype}")
         set_(self, "offsets", _frozen(self.offsets, np.int64))
         set_(self, "codes", _frozen(self.codes, np.int32))
         n = len(self.offsets) - 1
@@ -97,7 +101,12 @@ class Journeys:
         if self.ages is not None:
             set_(self, "ages", _frozen(self.ages, np.float64))
         if self.milestones is not None:
-            set_(self, "milestones", _frozen(self.milestones, np.uint8))
+            flags = np.asarray(self.milestones)
+            if flags.size and (not np.issubdtype(flags.dtype, np.integer) or flags.min() < 0
+                               or flags.max() > 255):
+                raise InputError("Journeys.milestones holds flags 1 (lead) and 2 (opportunity) "
+                                 "only")
+            set_(self, "milestones", _frozen(flags, np.uint8))
         if self.person is not None:
             set_(self, "person", _frozen(self.person, np.asarray(self.person).dtype))
         for name in ("start", "end"):
@@ -126,11 +135,13 @@ class Journeys:
             bad = ~np.isfinite(array) | (array < 0)
             if bad.any():
                 raise InputError(f"Journeys.{name}[{int(np.flatnonzero(bad)[0])}] is "
-                                 f"{array[bad][0]!r}; must be finite and non-negative")
+                                 f"{float(array[bad][0])!r}; must be finite and non-negative")
         for name in ("ages", "milestones"):
             array = getattr(self, name)
             if array is not None and array.shape != codes.shape:
                 raise InputError(f"Journeys.{name} must have one entry per touch")
+        if self.milestones is not None and np.any(self.milestones > (LEAD | OPPORTUNITY)):
+            raise InputError("Journeys.milestones holds flags 1 (lead) and 2 (opportunity) only")
         if self.ages is not None and (np.any(~np.isfinite(self.ages)) or np.any(self.ages < 0)):
             raise InputError("Journeys.ages must be finite and non-negative")
         for name in ("person", "start", "end"):

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from engine.errors import EngineError
+
 COLUMNS = ("model", "channel", "conversions", "conversions_lower", "conversions_upper", "value",
            "value_lower", "value_upper", "share")
 
@@ -57,7 +59,8 @@ class Attribution:
             return nan if values is None else np.asarray(values, dtype=float)
 
         total = conversions.sum()
-        share = conversions / total if total > 0 else np.zeros(n)
+        # No conversions at all: shares are undefined, not zero.
+        share = conversions / total if total > 0 else np.full(n, np.nan)
         table = pd.DataFrame({
             "model": pd.Series([model] * n, dtype=object), "channel": list(channels),
             "conversions": conversions, "conversions_lower": column(conversions_lower),
@@ -89,7 +92,7 @@ class Attribution:
         import matplotlib.pyplot as plt
 
         if metric not in ("conversions", "value", "share"):
-            raise ValueError(f"metric must be 'conversions', 'value' or 'share', not {metric!r}")
+            raise EngineError(f"metric must be 'conversions', 'value' or 'share', not {metric!r}")
         table = self.table.sort_values(metric)
         if ax is None:
             _, ax = plt.subplots(figsize=(7, 0.35 * len(table) + 1.2))

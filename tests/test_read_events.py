@@ -214,17 +214,51 @@ def test_every_bad_row_is_counted_with_its_reason():
                  ("u", "2024-01-01", "a", "telepathy", None),
                  ("u", "2024-01-01", " ", "touch", None),
                  ("u", "2024-01-02", None, "conversion", "-5"),
-                 ("u", "2024-01-02", None, "conversion", "lots"),
-                 ("u", "2024-01-02", None, "conversion", "NaN"),
-                 ("u", "2024-01-03", None, "conversion", "7"))
-    report = engine.read_events(events).report
+                 ("u", "2024-01-03", "b", "touch", None),
+                 ("u", "2024-01-04", None, "conversion", "lots"),
+                 ("u", "2024-01-05", "c", "touch", None),
+                 ("u", "2024-01-06", None, "conversion", "NaN"),
+                 ("u", "2024-01-07", "d", "touch", None),
+                 ("u", "2024-01-08", None, "conversion", "7"))
+    journeys = engine.read_events(events)
+    report = journeys.report
     assert report.rejected == {
         "missing person id": 1, "unparseable timestamp": 1, "missing timestamp": 1,
-        "unknown event type": 1, "missing channel": 1, "negative revenue": 1,
-        "revenue not a number": 1, "revenue NaN or infinite": 1}
+        "unknown event type": 1, "missing channel": 1,
+        "negative revenue (conversion kept, value 0)": 1,
+        "revenue not a number (conversion kept, value 0)": 1,
+        "revenue NaN or infinite (conversion kept, value 0)": 1}
     assert report.first_row["unknown event type"] == 5
-    assert report.n_used == 2 and report.n_rows == 10
+    assert report.n_used == 5 and report.n_rows == 13
     assert "missing person id" in str(report)
+    # A conversion with unusable revenue still ends its journey (value 0), so later touches
+    # are not credited with it.
+    assert summary(journeys) == [("u", "a", 1.0, 0.0), ("u", "b", 1.0, 0.0),
+                                 ("u", "c", 1.0, 0.0), ("u", "d", 1.0, 7.0)]
+
+
+def test_simultaneous_touches_keep_input_order_whatever_their_names():
+    events = log(("u", "2024-01-01", "Search", "touch", None),
+                 ("u", "2024-01-01", "Email", "touch", None),
+                 ("u", "2024-01-02", None, "conversion", 1.0))
+    assert engine.read_events(events).paths().tolist() == ["Search > Email"]
+    renamed = events.replace({"Search": "Zebra", "Email": "Aardvark"})
+    assert engine.read_events(renamed).paths().tolist() == ["Zebra > Aardvark"]
+
+
+def test_logs_without_milestone_events_carry_no_milestones():
+    journeys = engine.read_events(log(("u", "2024-01-01", "a", "touch", None),
+                                      ("u", "2024-01-02", None, "conversion", 1.0)))
+    assert journeys.milestones is None
+    with pytest.raises(engine.MissingDataError, match="milestones"):
+        engine.models.WShaped().fit(journeys)
+
+
+def test_account_log_without_a_person_column():
+    events = pd.DataFrame({"account_id": ["acme", "acme"], "timestamp": ["2024-01-01", "2024-01-02"],
+                           "channel": ["ads", None], "event_type": ["touch", "conversion"]})
+    journeys = engine.read_events(events, account="account_id")
+    assert summary(journeys) == [("acme", "ads", 1.0, 0.0)]
 
 
 def test_conversion_column_counts_conversions_on_touch_rows():

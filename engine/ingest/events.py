@@ -47,9 +47,11 @@ DEFAULT_EVENT_TYPES = {
 }
 _KINDS = {"touch": TOUCH, "lead": MILESTONE_LEAD, "opportunity": MILESTONE_OPPORTUNITY,
           "conversion": CONVERSION}
-# How events are ordered within a person (see _split), and touches within a journey.
-_EVENT_ORDER = ("ts", "kind", "channel", "n_conv", "revenue", ROW)
-_TOUCH_ORDER = tuple(c for c in _EVENT_ORDER if c != "kind")
+# How events are ordered within a person (see _split), and touches within a journey; what
+# makes two events the same event.
+_EVENT_ORDER = ("ts", "kind", ROW)
+_TOUCH_ORDER = ("ts", ROW)
+_EVENT_IDENTITY = ("key", "ts", "kind", "channel", "n_conv", "revenue")
 _TRUE = ("true", "t", "yes", "y")
 _FALSE = ("false", "f", "no", "n")
 
@@ -61,9 +63,10 @@ BAD_TIMESTAMP = "unparseable timestamp"
 UNKNOWN_TYPE = "unknown event type"
 MISSING_CHANNEL = "missing channel"
 BAD_CONVERSION = "conversion count not a non-negative number"
-BAD_REVENUE = "revenue not a number"
-NEGATIVE_REVENUE = "negative revenue"
-NONFINITE_REVENUE = "revenue NaN or infinite"
+# A conversion whose revenue is unusable still converts (and ends its journey), with value 0.
+BAD_REVENUE = "revenue not a number (conversion kept, value 0)"
+NEGATIVE_REVENUE = "negative revenue (conversion kept, value 0)"
+NONFINITE_REVENUE = "revenue NaN or infinite (conversion kept, value 0)"
 DUPLICATE = "duplicate event"
 OUTSIDE_WINDOW = "touch outside the lookback window"
 REPEAT = "repeat touch collapsed"
@@ -154,6 +157,8 @@ def read_events(source, *, person: str | None = "person_id", timestamp: str = "t
     present = set(arrow.column_names)
     if person is None and account is None:
         raise InputError("give a person or an account column", source=name)
+    if account is not None:
+        person = _optional(person, "person_id", present)
     event_type = _optional(event_type, "event_type", present)
     revenue = _optional(revenue, "revenue", present)
     if channel == "channel" and channel not in present:
@@ -207,10 +212,11 @@ def read_events(source, *, person: str | None = "person_id", timestamp: str = "t
     if flat.num_rows == 0:
         raise InputError("no usable event rows: " + "; ".join(
             f"{n} {reason}" for reason, n in report.rejected.items()), source=name)
-    return _to_journeys(flat, report)
+    return _to_journeys(flat, report,
+                        bool(kinds_seen & {MILESTONE_LEAD, MILESTONE_OPPORTUNITY}))
 
 
-def _to_journeys(flat: pa.Table, report: IngestReport) -> Journeys:
+def _to_journeys(flat: pa.Table, report: IngestReport, has_milestones: bool) -> Journeys:
     """CSR journeys from the kept touches sorted by journey, then in journey order.
 
     Journey boundaries are where the key or the journey number changes; each lead
@@ -226,9 +232,11 @@ def _to_journeys(flat: pa.Table, report: IngestReport) -> Journeys:
     starts = np.flatnonzero(new)
     ts, end = _micros(flat["ts"]), _micros(flat["end"])
     index = np.arange(n)
-    milestones = np.zeros(n, dtype=np.uint8)
+    # No lead or opportunity event at all: the journeys carry no milestones (None, not zeros),
+    # so B2B rules refuse them instead of running on made-up flags.
+    milestones = None if not has_milestones else np.zeros(n, dtype=np.uint8)
     for column, flag in (("lead_ts", LEAD), ("opportunity_ts", OPPORTUNITY)):
-        if flat[column].null_count == n:
+        if milestones is None or flat[column].null_count == n:
             continue
         at = _micros(flat[column])
         candidate = np.where(at >= ts, index, -1)
@@ -270,18 +278,13 @@ def _row_checks(rows, name, con) -> tuple[list[pa.Table], set]:
 
 
 def _split(rows):
-    """Valid rows with ``dup`` (exact repeat of the previous event) and ``seq``, the journey number
-    within the person: the number of converting rows before it.
-
-    One ordering serves both, so the engine sorts once: by time, then kind (touch < lead <
-    opportunity < conversion, so a touch at the conversion's time belongs to it), then the other
-    event fields (exact duplicates end up adjacent), then input order.
-    """
+    """Valid rows with ``dup`` (exact repeat of an earlier event) and ``seq``, the journey number
+    within the person: the number of converting rows before it, in time order (at equal times
+    touch < lead < opportunity < conversion, so a touch at the conversion's time belongs to it;
+    then input order)."""
     valid = rows.filter(rows.reason.isnull()).drop("reason")
-    order = ibis.window(group_by=valid.key, order_by=[valid[c] for c in _EVENT_ORDER])
-    dup = ibis.and_(*[valid[c].lag().over(order).identical_to(valid[c])
-                      for c in _EVENT_ORDER[:-1]]).fill_null(False)
-    valid = valid.mutate(dup=dup)
+    same_event = ibis.window(group_by=[valid[c] for c in _EVENT_IDENTITY], order_by=valid[ROW])
+    valid = valid.mutate(dup=ibis.row_number().over(same_event) > 0)
     converts = ((valid.n_conv > 0) & ~valid.dup).cast("int64")
     cumulative = ibis.cumulative_window(group_by=valid.key,
                                         order_by=[valid[c] for c in _EVENT_ORDER])
@@ -320,17 +323,23 @@ def _merge_case_variants(kept, con):
 
 
 def _used_fates(events, touches, con) -> list[pa.Table]:
-    """Fates of the touch rows, and of the other rows: used when their journey kept a touch."""
-    touch_fates = backend.fetch(touches.group_by("fate").aggregate(
+    """Fates of the touch rows, and of the other rows: used when their journey kept a touch.
+
+    A used converting row whose revenue was unusable is reported under that issue."""
+    def reported(fate, issue):
+        return ibis.cases(((fate == USED) & issue.notnull(), issue), else_=fate)
+
+    touch_fate = reported(touches.fate, touches.issue)
+    touch_fates = backend.fetch(touches.group_by(fate=touch_fate).aggregate(
         n=touches.count(), first=touches[ROW].min()), con)
     live = touches.filter(touches.fate == USED).select("key", "seq").distinct().mutate(
         live=ibis.literal(True))
     others = events.filter(~events.dup & (events.kind != TOUCH))
-    per_journey = others.group_by(["key", "seq"]).aggregate(n=others.count(),
-                                                           first=others[ROW].min())
+    per_journey = others.group_by(["key", "seq", "issue"]).aggregate(n=others.count(),
+                                                                    first=others[ROW].min())
     per_journey = per_journey.left_join(live, ["key", "seq"])
     fate = ibis.cases((per_journey.live.fill_null(False), USED), else_=NO_TOUCH)
-    per_journey = per_journey.mutate(fate=fate)
+    per_journey = per_journey.mutate(fate=reported(fate, per_journey.issue))
     other_fates = backend.fetch(per_journey.group_by("fate").aggregate(
         n=per_journey.n.sum(), first=per_journey.first.min()), con)
     return [touch_fates, other_fates]
@@ -483,12 +492,14 @@ def _parse(t, *, person, timestamp, channel, utm, grouping, event_type, kinds, c
               (p.kind.isnull(), UNKNOWN_TYPE),
               ((p.kind == TOUCH) & (p.name.isnull() | (p.name == "")), MISSING_CHANNEL),
               (p.count_bad, BAD_CONVERSION)]
-    if revenue:
-        checks += [(converting & ~p.money_missing & p.money.isnull(), BAD_REVENUE),
-                   (converting & (p.money.isnan() | p.money.isinf()), NONFINITE_REVENUE),
-                   (converting & (p.money < 0), NEGATIVE_REVENUE)]
+    money_issue = ibis.cases(
+        (converting & ~p.money_missing & p.money.isnull(), BAD_REVENUE),
+        (converting & (p.money.isnan() | p.money.isinf()), NONFINITE_REVENUE),
+        (converting & (p.money < 0), NEGATIVE_REVENUE), else_=None) if revenue \
+        else ibis.null("string")
     return p.select(ROW, key=p.key, ts=p.ts, kind=p.kind,
                     channel=ibis.cases((p.kind == TOUCH, p.name), else_=None),
                     n_conv=p.n_conv,
-                    revenue=ibis.cases((converting, p.money.fill_null(0.0)), else_=0.0),
-                    reason=ibis.cases(*checks, else_=None))
+                    revenue=ibis.cases((converting & money_issue.isnull(),
+                                        p.money.fill_null(0.0)), else_=0.0),
+                    reason=ibis.cases(*checks, else_=None), issue=money_issue)

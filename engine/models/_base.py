@@ -44,21 +44,25 @@ class AttributionModel:
         return {name: getattr(self, name) for name in self._param_names()}
 
     def set_params(self, **params) -> "AttributionModel":
-        """Change hyper-parameters; the model must be fitted again."""
+        """Change hyper-parameters; what was fitted is forgotten (fit again)."""
         unknown = set(params) - set(self._param_names())
         if unknown:
             raise EngineError(f"{type(self).__name__} has no parameter {sorted(unknown)[0]!r}")
         for key, value in params.items():
             setattr(self, key, value)
+        self._forget()
         return self
+
+    def _forget(self) -> None:
+        for attribute in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
+            delattr(self, attribute)
 
     def fit(self, journeys: Journeys) -> "AttributionModel":
         """Learn from ``journeys``; returns ``self``. Anything learned before is forgotten."""
         if not isinstance(journeys, Journeys):
             raise EngineError(f"{self.name}.fit expects engine.Journeys, got "
                               f"{type(journeys).__name__}; use engine.read_paths/read_events")
-        for attribute in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
-            delattr(self, attribute)
+        self._forget()
         self._validate_params()
         journeys.require(*self.requires, model=self.name)
         self._fit(journeys)
