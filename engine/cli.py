@@ -10,8 +10,6 @@ place, so a failed run never leaves a partial file.
 from __future__ import annotations
 
 import contextlib
-import csv
-import gzip
 import itertools
 import json
 import numbers
@@ -23,8 +21,6 @@ from pathlib import Path
 
 import click
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 from rich.progress import TimeElapsedColumn
@@ -34,7 +30,8 @@ import engine
 from engine import kpi
 from engine.compare import compare
 from engine.datasets import example_path
-from engine.errors import EngineError
+from engine.errors import EngineError, MissingDataError
+from engine.ingest.sources import column_names
 from engine.journeys import Journeys
 from engine.models import REGISTRY, AttributionModel, available_models, get_model
 
@@ -52,7 +49,6 @@ _PATH_OPTIONS = {"sep": "sep", "path_column": "path", "conversions_column": "con
 _EVENT_OPTIONS = {"person": "person", "timestamp": "timestamp", "channel": "channel",
                   "event_type": "event_type", "conversion": "conversion", "revenue": "revenue",
                   "account": "account", "lookback_days": "lookback_days"}
-_DELIMITERS = ",;\t|"
 
 
 @dataclass
@@ -322,7 +318,7 @@ def _read(source: str, data_format: str | None, options: dict, settings: Setting
     given = {k: v for k, v in options.items() if v is not None}
     path_kwargs = {_PATH_OPTIONS[k]: v for k, v in given.items() if k in _PATH_OPTIONS}
     event_kwargs = {_EVENT_OPTIONS[k]: v for k, v in given.items() if k in _EVENT_OPTIONS}
-    data_format = data_format or _guess_format(path, path_kwargs.get("path", "path"))
+    data_format = data_format or _guess_format(path, path_kwargs)
     other = "events" if data_format == "paths" else "paths"
     wrong = [k for k in given if k in (_EVENT_OPTIONS if other == "events" else _PATH_OPTIONS)]
     if wrong:
@@ -341,24 +337,20 @@ def _read(source: str, data_format: str | None, options: dict, settings: Setting
     return journeys
 
 
-def _guess_format(path: Path, path_column: str) -> str:
-    """``"paths"`` when the header has the path column, else ``"events"``.
+def _guess_format(path: Path, path_kwargs: dict) -> str:
+    """``"paths"`` when the header has the path table's path and conversions columns, else
+    ``"events"`` (an event log may well have a page ``path`` column).
 
-    A file that cannot be opened is guessed ``"paths"``: reading it then reports the problem
-    with the file's name.
+    A file that cannot be read is guessed ``"paths"``: reading it then reports the problem with
+    the file's name.
     """
     try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            columns = pq.read_schema(path).names
-        else:
-            opener = gzip.open if path.suffix.lower() == ".gz" else open
-            with opener(path, "rt", encoding="utf-8-sig", newline="") as handle:
-                header = handle.readline()
-            columns = {cell.strip() for d in _DELIMITERS
-                       for cell in next(csv.reader([header], delimiter=d), [])}
-    except (OSError, UnicodeDecodeError, pa.ArrowException):
+        columns = set(column_names(path))
+    except EngineError:
         return "paths"
-    return "paths" if path_column in columns else "events"
+    wanted = {path_kwargs.get("path", "path"),
+              path_kwargs.get("conversions", "total_conversions")}
+    return "paths" if wanted <= columns else "events"
 
 
 # -- models ---------------------------------------------------------------------------------
@@ -389,16 +381,15 @@ def _supported(models: list[AttributionModel], explicit: set[str], journeys: Jou
     are an error if named explicitly."""
     kept = []
     for model in models:
-        missing = [r for r in model.requires if getattr(journeys, r) is None]
-        if not missing:
-            kept.append(model)
+        try:
+            journeys.require(*model.requires, model=model.name)
+        except MissingDataError as exc:
+            if model.name in explicit:
+                raise
+            if not settings.quiet:
+                click.echo(f"{PROG}: skipping {model.name}: {exc}", err=True)
             continue
-        needs = " and ".join(_NEEDS[m] for m in missing)
-        if model.name in explicit:
-            raise EngineError(f"model {model.name} needs {needs}, which the input does not have")
-        if not settings.quiet:
-            click.echo(f"{PROG}: skipping {model.name}: it needs {needs}, which the input does "
-                       "not have", err=True)
+        kept.append(model)
     if not kept:
         raise EngineError("none of the models can run on this input; see 'attribution models'")
     return kept
@@ -496,11 +487,11 @@ def _comparison(table: pd.DataFrame, source: str) -> Table:
     wide = wide.loc[wide.mean(axis=1).sort_values(ascending=False, kind="stable").index]
     out = Table("channel", *models, title=f"Attributed conversions ({source})", show_footer=True)
     for column, total in zip(out.columns, ["total", *wide.sum().tolist()]):
-        column.footer = total if isinstance(total, str) else f"{total:,.1f}"
+        column.footer = total if isinstance(total, str) else f"{total:,.2f}"
     for column in out.columns[1:]:
         column.justify = "right"
     for channel, row in wide.iterrows():
-        out.add_row(str(channel), *("–" if pd.isna(x) else f"{x:,.1f}" for x in row))
+        out.add_row(str(channel), *("–" if pd.isna(x) else f"{x:,.2f}" for x in row))
     return out
 
 

@@ -116,7 +116,7 @@ def test_a_named_model_the_data_cannot_support_is_an_error(tmp_path, small):
     result = invoke("run", small, "--model", "linear", "--model", "time_decay",
                     "--out", tmp_path / "x.csv")
     assert result.exit_code == 2
-    assert "time_decay needs touch times" in error_line(result)
+    assert "time_decay needs touch ages" in error_line(result)
     assert [p.name for p in tmp_path.iterdir()] == ["small.csv"]
 
 
@@ -199,8 +199,8 @@ def test_stdout_has_one_row_per_channel_and_a_column_per_model(small):
     assert header.index("last_touch") < header.index("linear")
     rows = {cells[0]: cells[1:] for cells in
             ([c.strip() for c in line.split("│")[1:-1]] for line in lines if "│" in line)}
-    assert rows == {"search": ["2.0", "1.3"],
-                    "email": ["0.0", "1.2"], "display": ["1.0", "0.5"], "total": ["3.0", "3.0"]}
+    assert rows == {"search": ["2.00", "1.33"], "email": ["0.00", "1.17"],
+                    "display": ["1.00", "0.50"], "total": ["3.00", "3.00"]}
 
 
 def test_usage_errors_are_one_line_exit_2():
@@ -326,6 +326,24 @@ def test_event_log_is_guessed_and_supports_time_decay(tmp_path):
     assert result.exit_code == 0, result.stderr
     expected = engine.compare([TimeDecay(half_life=2), "first_touch"], engine.read_events(log))
     same_table(pd.read_csv(out), expected)
+
+
+def test_event_log_with_a_page_path_column_is_still_an_event_log(tmp_path):
+    log = tmp_path / "events.csv"
+    lines = EVENTS.splitlines()
+    log.write_text("\n".join([lines[0] + ",path"] + [line + ",/home" for line in lines[1:]]))
+    result = invoke("run", log, "-m", "first_touch", "-o", tmp_path / "x.csv")
+    assert result.exit_code == 0, result.stderr
+
+
+def test_account_log_through_the_cli(tmp_path):
+    log = tmp_path / "accounts.csv"
+    log.write_text("account_id,timestamp,channel,event_type\nacme,2024-01-01,ads,touch\n"
+                   "acme,2024-01-02,,conversion\n")
+    out = tmp_path / "x.csv"
+    result = invoke("run", log, "--account", "account_id", "-m", "last_touch", "-o", out)
+    assert result.exit_code == 0, result.stderr
+    assert pd.read_csv(out)["conversions"].tolist() == [1.0]
 
 
 def test_event_column_options_and_lookback(tmp_path):

@@ -80,7 +80,6 @@ def frame(journeys):
 
 def test_snowplow_channels_match_the_expected_session_counts(snowplow):
     counts = expected("channel_counts").groupby("channel")["number_of_sessions"].sum()
-    ours = pd.Series(snowplow.codes).map(dict(enumerate(snowplow.channels))).value_counts()
     # Touches cut by the 30-day lookback are not in our journeys; count them back per channel.
     assert snowplow.report.rejected == {"touch outside the lookback window": 7}
     unbounded = snowplow_journeys(lookback_days=None)

@@ -65,18 +65,16 @@ class Scratch:
     def __init__(self, con):
         self.con = con
         self.names: list[str] = []
-        self.kept: dict[int, str] = {}
 
     def keep(self, expr: ibis.Table) -> ibis.Table:
         name = f"engine_scratch_{uuid.uuid4().hex}"
         kept = self.con.create_table(name, expr, temp=True)
         self.names.append(name)
-        self.kept[id(kept)] = name
         return kept
 
     def drop(self, table: ibis.Table) -> None:
         """Free a kept table early (large intermediates that later steps no longer read)."""
-        name = self.kept.pop(id(table))
+        name = table.get_name().rsplit(".", 1)[-1]
         self.con.raw_sql(f"DROP TABLE IF EXISTS {name}")
         self.names.remove(name)
 

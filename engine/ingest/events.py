@@ -171,9 +171,10 @@ def read_events(source, *, person: str | None = "person_id", timestamp: str = "t
                          "channel=... or utm_source=...", source=name)
     identities = [identities] if isinstance(identities, str) else list(identities)
     require_columns(arrow, {"person": person, "timestamp": timestamp, "channel": channel,
-                            "event type": event_type, "conversion": conversion,
-                            "revenue": revenue, "account": account,
-                            **{f"identity ({c})": c for c in identities}}, name)
+                            "event_type": event_type, "conversion": conversion,
+                            "revenue": revenue, "account": account}, name)
+    for column in identities:
+        require_columns(arrow, {"identities": column}, name)
     grouping = None if channel else validate_grouping(
         DEFAULT_CHANNEL_GROUPING if channel_grouping is None else channel_grouping,
         [c for c in arrow.column_names if c != ROW], name)

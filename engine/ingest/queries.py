@@ -25,13 +25,6 @@ def clean_name(value: ibis.Value) -> ibis.Value:
     return value.cast("string").re_replace(_WHITESPACE, " ").strip()
 
 
-def split_paths(t: ibis.Table, path: str, sep: str) -> ibis.Table:
-    """Long table ``(_row, pos, channel)``: one row per touch of every path string."""
-    parts = t.select(ROW, channel=t[path].cast("string").split(sep))
-    long = parts.unnest("channel", offset="pos")
-    return long.mutate(channel=clean_name(long.channel))
-
-
 def case_variants(names: list[str], weights: list[float]) -> dict[str, str]:
     """Map each spelling of a channel that differs only in case to its most frequent spelling.
 

@@ -74,6 +74,28 @@ def _from_pandas(frame: pd.DataFrame, name: str) -> pa.Table:
     return pa.table(columns)
 
 
+def column_names(source) -> list[str]:
+    """The column names of a file (its header, or Parquet schema) without reading its rows.
+
+    Raises
+    ------
+    InputError
+        The file is missing, empty or unreadable.
+    """
+    path, name = Path(source), source_name(source)
+    if not path.is_file() or path.stat().st_size == 0:
+        raise InputError("file not found or empty", source=name)
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in (".parquet", ".pq"):
+        try:
+            return pq.read_schema(path).names
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputError(f"not a readable Parquet file: {_first_line(exc)}",
+                             source=name) from None
+    header, _, _ = _csv_head(path, name, compressed=bool(suffixes) and suffixes[-1] == ".gz")
+    return header
+
+
 def _read_file(path: Path, name: str) -> pa.Table:
     if not path.exists():
         raise InputError("file not found", source=name)
@@ -91,7 +113,8 @@ def _read_file(path: Path, name: str) -> pa.Table:
     return _read_csv(path, name, compressed=bool(suffixes) and suffixes[-1] == ".gz")
 
 
-def _read_csv(path: Path, name: str, *, compressed: bool) -> pa.Table:
+def _csv_head(path: Path, name: str, *, compressed: bool) -> tuple[list[str], str, list[str]]:
+    """The header, the delimiter and the first lines of a CSV file."""
     opener = gzip.open if compressed else open
     try:
         with opener(path, "rb") as handle:
@@ -111,6 +134,11 @@ def _read_csv(path: Path, name: str, *, compressed: bool) -> pa.Table:
     delimiter = _sniff_delimiter(lines[:50])
     header = next(csv.reader(io.StringIO(lines[0]), delimiter=delimiter))
     _check_headers(header, name)
+    return header, delimiter, lines
+
+
+def _read_csv(path: Path, name: str, *, compressed: bool) -> pa.Table:
+    header, delimiter, lines = _csv_head(path, name, compressed=compressed)
     if len(lines) < 2 or not any(line.strip() for line in lines[1:]):
         raise InputError("no data rows (only a header)", source=name)
     try:
@@ -171,11 +199,13 @@ def _first_line(exc: BaseException) -> str:
 def require_columns(table: pa.Table, wanted: dict[str, str | None], name: str) -> None:
     """Raise if a required column is absent, listing the columns that exist.
 
-    ``wanted`` maps the role (``"path"``) to the column name asked for (``None`` = not used).
+    ``wanted`` maps the keyword argument that names the column (``"path"``) to the column asked
+    for (``None`` = not used); the message tells which keyword to change.
     """
     have = [c for c in table.column_names if c != ROW]
-    for role, column in wanted.items():
+    for keyword, column in wanted.items():
         if column is not None and column not in have:
             shown = ", ".join(repr(c) for c in have[:20])
-            raise InputError(f"missing {role} column (found: {shown}); name it with {role}=...",
+            raise InputError(f"missing {keyword} column (found: {shown}); name the right "
+                             f"column with {keyword}=...",
                              source=name, column=column)
