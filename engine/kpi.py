@@ -456,6 +456,11 @@ def ltv_by_acquisition(journeys: Journeys) -> pd.DataFrame:
     ties by row order). All of the person's conversions and revenue, over every journey, count
     for that channel.
 
+    Only what the journeys hold is counted: :func:`engine.read_events` leaves out conversions
+    with no touch inside the lookback window (they are counted in ``journeys.report``) and cuts
+    older touches, which can change the acquiring touch. For lifetime figures read the log with
+    ``lookback_days=None``.
+
     Parameters
     ----------
     journeys : Journeys
@@ -508,6 +513,10 @@ def ltv_by_acquisition(journeys: Journeys) -> pd.DataFrame:
 
 def time_to_convert(journeys: Journeys, by: str | None = "first_touch") -> pd.DataFrame:
     """Days from a converting journey's first touch to its conversion.
+
+    The first touch is the first one the journey kept: with :func:`engine.read_events`'s lookback
+    window, times are at most ``lookback_days``. Read the log with ``lookback_days=None`` to
+    measure the whole journey.
 
     Parameters
     ----------
