@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ibis
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from scipy.sparse import coo_matrix
@@ -86,11 +85,17 @@ def stitch(pairs: pa.Table, person: str) -> pa.Table:
     graph = coo_matrix((np.ones(n_pairs), (index[:n_pairs], index[n_pairs:])),
                        shape=(n_nodes, n_nodes))
     _, component = connected_components(graph, directed=False)
-    names = pd.Series(nodes.to_numpy(zero_copy_only=False), dtype=object)
-    parts = names.str.split(_SEP, n=1, regex=False)
-    column, value = parts.str[0], parts.str[1]
-    primary = column == person
-    label = np.where(primary, "0" + value, "1" + column + ":" + value)
-    best = pd.Series(label).groupby(component).min()
-    return pa.table({"node": names.to_numpy(dtype=object),
-                     "person": best.str.slice(1).reindex(component).to_numpy(dtype=object)})
+    # Labels sort person values ("0...") before other identifiers ("1column:value").
+    prefix = f"{person}{_SEP}"
+    primary = pc.starts_with(nodes, prefix)
+    label = pc.if_else(primary,
+                       pc.binary_join_element_wise("0", pc.utf8_slice_codeunits(
+                           nodes, len(prefix)), ""),
+                       pc.binary_join_element_wise("1", pc.replace_substring(
+                           nodes, _SEP, ":"), ""))
+    best = pa.table({"component": component, "label": label}).group_by("component").aggregate(
+        [("label", "min")])
+    order = np.empty(len(best), dtype=np.int64)
+    order[best["component"].to_numpy()] = np.arange(len(best))
+    names = pc.utf8_slice_codeunits(best["label_min"], 1).take(pa.array(order[component]))
+    return pa.table({"node": nodes, "person": names})
