@@ -156,7 +156,23 @@ class Journeys:
     # -- construction -------------------------------------------------------------------------
     @classmethod
     def from_lists(cls, paths, *, conversions, value=None, nulls=None, **extra) -> "Journeys":
-        """Build journeys from Python lists of channel names (small data, tests, examples)."""
+        """Build journeys from Python lists of channel names (small data, tests, examples).
+
+        Parameters
+        ----------
+        paths : sequence of sequences of str
+            The channels of each journey, in order.
+        conversions, value, nulls : sequences of float
+            Per journey; ``value`` and ``nulls`` default to 0.
+        **extra
+            Optional arrays (``ages``, ``milestones``, ``person``, ``start``, ``end``).
+
+        Examples
+        --------
+        >>> j = Journeys.from_lists([["b", "a"], ["a"]], conversions=[1, 0], nulls=[0, 3])
+        >>> j.channels, j.codes.tolist(), j.offsets.tolist()
+        (('a', 'b'), [1, 0, 0], [0, 2, 3])
+        """
         paths = [list(map(str, p)) for p in paths]
         channels = sorted({c for p in paths for c in p})
         index = {c: i for i, c in enumerate(channels)}
@@ -176,10 +192,12 @@ class Journeys:
 
     @property
     def n_touches(self) -> int:
+        """Number of touches of all rows together."""
         return len(self.codes)
 
     @property
     def n_channels(self) -> int:
+        """Size of the channel vocabulary."""
         return len(self.channels)
 
     @cached_property
@@ -199,10 +217,12 @@ class Journeys:
 
     @property
     def total_conversions(self) -> float:
+        """Conversions of all rows together."""
         return float(self.conversions.sum())
 
     @property
     def total_value(self) -> float:
+        """Conversion value of all rows together."""
         return float(self.value.sum())
 
     def require(self, *what: str, model: str = "this model") -> None:
@@ -216,22 +236,50 @@ class Journeys:
 
     # -- views --------------------------------------------------------------------------------
     def path_lists(self) -> pa.ListArray:
-        """The journeys as an Arrow list array of channel names (no copy of the offsets)."""
+        """The journeys as an Arrow list array of channel names.
+
+        Examples
+        --------
+        >>> Journeys.from_lists([["a", "b"], ["b"]], conversions=[1, 0]).path_lists().to_pylist()
+        [['a', 'b'], ['b']]
+        """
         names = pa.array(self.channels, pa.string()).take(pa.array(self.codes))
         return pa.ListArray.from_arrays(pa.array(self.offsets), names)
 
     def paths(self, sep: str = " > ") -> np.ndarray:
-        """Each journey as one string, channels joined by ``sep``."""
+        """Each journey as one string, channels joined by ``sep``.
+
+        Examples
+        --------
+        >>> Journeys.from_lists([["a", "b"], ["b"]], conversions=[1, 0]).paths("|").tolist()
+        ['a|b', 'b']
+        """
         return np.asarray(pc.binary_join(self.path_lists(), sep).to_numpy(zero_copy_only=False),
                           dtype=object)
 
     def to_frame(self, sep: str = " > ") -> pd.DataFrame:
-        """The journeys in ChannelAttribution's layout (one row per journey row)."""
+        """The journeys in ChannelAttribution's layout (one row per journey row), which
+        :func:`engine.read_paths` reads back.
+
+        Examples
+        --------
+        >>> j = Journeys.from_lists([["a", "b"]], conversions=[2], value=[9.5], nulls=[1])
+        >>> j.to_frame().to_dict("records")
+        [{'path': 'a > b', 'total_conversions': 2.0, 'total_conversion_value': 9.5, 'total_null': 1.0}]
+        """
         return pd.DataFrame({"path": self.paths(sep), "total_conversions": self.conversions,
                              "total_conversion_value": self.value, "total_null": self.nulls})
 
     def take(self, rows) -> "Journeys":
-        """The journeys at ``rows`` (integer indices), in that order."""
+        """The journeys at ``rows`` (integer indices), in that order; per-touch and per-journey
+        arrays follow.
+
+        Examples
+        --------
+        >>> j = Journeys.from_lists([["a"], ["b", "c"]], conversions=[1, 0])
+        >>> j.take([1, 0]).paths().tolist()
+        ['b > c', 'a']
+        """
         rows = np.asarray(rows, dtype=np.int64)
         lengths = self.lengths[rows]
         offsets = np.concatenate([[0], np.cumsum(lengths)])
@@ -248,14 +296,30 @@ class Journeys:
                        start=pick(self.start, rows), end=pick(self.end, rows), report=None)
 
     def rename_channels(self, mapping: dict) -> "Journeys":
-        """The same journeys with channels renamed (names not in ``mapping`` kept)."""
+        """The same journeys with channels renamed (names not in ``mapping`` kept).
+
+        Examples
+        --------
+        >>> j = Journeys.from_lists([["a", "b"]], conversions=[1])
+        >>> j.rename_channels({"a": "Email"}).paths().tolist()
+        ['Email > b']
+        """
         return replace(self, channels=tuple(mapping.get(c, c) for c in self.channels))
 
     def unique(self, engine: str | None = None) -> "Journeys":
         """Identical paths merged into one row, summing conversions, value and nulls.
 
         Per-touch ages and milestones and per-journey persons and times do not survive the merge.
-        The merge is a relational query (see :mod:`engine.ingest.queries`).
+        The merge is a relational query (see :mod:`engine.ingest.queries`); merged rows keep the
+        order of their first appearance.
+
+        Examples
+        --------
+        >>> j = Journeys.from_lists([["a", "b"], ["b"], ["a", "b"]], conversions=[1, 0, 1],
+        ...                         nulls=[0, 2, 3])
+        >>> u = j.unique()
+        >>> u.paths().tolist(), u.conversions.tolist(), u.nulls.tolist()
+        (['a > b', 'b'], [2.0, 0.0], [3.0, 2.0])
         """
         from engine.ingest.queries import unique_paths
 

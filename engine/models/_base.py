@@ -94,7 +94,20 @@ class AttributionModel:
 
 
 def get_model(name: str, **params) -> AttributionModel:
-    """A new model by its registered name, e.g. ``get_model("linear", per="channel")``."""
+    """A new model by its registered name.
+
+    Names are matched case-insensitively, ``-`` as ``_``.
+
+    Raises
+    ------
+    EngineError
+        Unknown name (the message lists the registered ones) or unknown parameter.
+
+    Examples
+    --------
+    >>> get_model("linear", per="channel")
+    Linear(per='channel')
+    """
     key = str(name).strip().lower().replace("-", "_")
     if key not in REGISTRY:
         raise EngineError(f"unknown model {name!r}; available: {', '.join(sorted(REGISTRY))}")
@@ -105,7 +118,13 @@ def get_model(name: str, **params) -> AttributionModel:
 
 
 def available_models() -> pd.DataFrame:
-    """The registered models: ``name, description, requires``, sorted by name."""
+    """The registered models: ``name, description, requires``, sorted by name.
+
+    Examples
+    --------
+    >>> available_models().set_index("name").loc["time_decay", "requires"]
+    'ages'
+    """
     rows = [{"name": n, "description": c.description, "requires": ", ".join(c.requires)}
             for n, c in sorted(REGISTRY.items())]
     return pd.DataFrame(rows, columns=["name", "description", "requires"])
