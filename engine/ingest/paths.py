@@ -129,7 +129,9 @@ def _numbers(t, path, conversions, value, nulls):
 
 def _check_rows(rows, path, conversions, value, nulls, sep, name, con):
     p = rows[path].cast("string")
-    checks = {"path is empty": (path, p.isnull() | (p.strip() == ""))}
+    # lstrip() == "" is strip() == "" but stops at the first non-blank character; a right
+    # strip walks the whole of every (long) path string.
+    checks = {"path is empty": (path, p.isnull() | (p.lstrip() == ""))}
     for column, label, raw, number in ((conversions, "conversions", rows.raw_conversions,
                                         rows.conversions),
                                        (nulls, "nulls", rows.raw_nulls, rows.nulls),
@@ -178,13 +180,13 @@ def _channel_lists(rows, path, sep, name, con):
     :func:`clean_name` depends only on the raw text between two separators, and
     ``clean_name(raw) == clean_name(raw.strip())``, so names are cleaned, checked and counted
     once per distinct raw piece (a small table) rather than once per touch. The per-row lists
-    then only trim their pieces and substitute the few trimmed pieces that cleaning or case
-    merging changes; regular expressions over every touch are the costly part otherwise.
+    then substitute the few raw pieces (else the few trimmed pieces) that cleaning or case
+    merging changes: regular expressions, and even a trim, over every touch cost more.
     """
     split = rows[path].cast("string").split(sep)
     pieces = rows.select(ROW, raw=split).unnest("raw")
     distinct = pieces.group_by("raw").aggregate(n=pieces.count(), first=pieces[ROW].min())
-    found = backend.fetch(distinct.select("n", "first", trimmed=distinct.raw.strip(),
+    found = backend.fetch(distinct.select("raw", "n", "first", trimmed=distinct.raw.strip(),
                                           channel=clean_name(distinct.raw)), con)
     channel, first = found["channel"], found["first"]
     checks = [(pc.equal(channel, ""), "a channel name between separators is empty"),
@@ -200,11 +202,13 @@ def _channel_lists(rows, path, sep, name, con):
             raise InputError(message, source=name, column=path, row=row)
     vocabulary = found.group_by("channel").aggregate([("n", "sum")])
     mapping = case_variants(vocabulary["channel"].to_pylist(), vocabulary["n_sum"].to_pylist())
-    fixes = {trimmed: mapping.get(clean, clean) for trimmed, clean
-             in zip(found["trimmed"].to_pylist(), channel.to_pylist())
-             if mapping.get(clean, clean) != trimmed}
-    if len(fixes) > _MAX_SUBSTITUTIONS:
+    final = [mapping.get(clean, clean) for clean in channel.to_pylist()]
+    trimmed = split.map(lambda c: c.strip())
+    for keys, pieces in ((found["raw"], split), (found["trimmed"], trimmed)):
+        fixes = {key: name for key, name in zip(keys.to_pylist(), final) if name != key}
+        if len(fixes) <= _MAX_SUBSTITUTIONS:
+            break
+    else:
         names = split.map(clean_name)
         return mapping, names.map(lambda c: c.substitute(mapping)) if mapping else names
-    trimmed = split.map(lambda c: c.strip())
-    return mapping, trimmed.map(lambda c: c.substitute(fixes)) if fixes else trimmed
+    return mapping, pieces.map(lambda c: c.substitute(fixes)) if fixes else pieces

@@ -62,10 +62,19 @@ def linear_weights(journeys: Journeys, per: str = "touch") -> np.ndarray:
     split equally over its touches)."""
     if per == "touch":
         return 1.0 / journeys.lengths[journeys.journey_index]
-    keys = journeys.journey_index * journeys.n_channels + journeys.codes
-    unique, inverse, repeats = np.unique(keys, return_inverse=True, return_counts=True)
-    distinct = np.bincount(unique // journeys.n_channels, minlength=journeys.n_journeys)
-    return 1.0 / (distinct[journeys.journey_index] * repeats[inverse])
+    n_channels = journeys.n_channels
+    keys = journeys.journey_index * n_channels + journeys.codes
+    if journeys.n_journeys * n_channels <= 4 * journeys.n_touches:
+        # A dense (journey, channel) count table is a few times faster than sorting the keys
+        # and small enough while there are no more cells than a few per touch.
+        counts = np.bincount(keys, minlength=journeys.n_journeys * n_channels)
+        repeats = counts[keys]
+        distinct = np.count_nonzero(counts.reshape(journeys.n_journeys, n_channels), axis=1)
+    else:
+        unique, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+        repeats = counts[inverse]
+        distinct = np.bincount(unique // n_channels, minlength=journeys.n_journeys)
+    return 1.0 / (distinct[journeys.journey_index] * repeats)
 
 
 def time_decay_weights(journeys: Journeys, half_life: float = 7.0) -> np.ndarray:
@@ -91,18 +100,17 @@ def position_weights(journeys: Journeys, head=(0.4,), tail=(0.4,), middle=0.2) -
     left, e.g. ``head=tail=(0,)`` on a two-touch journey). With the defaults (the
     U-shaped rule): 1 touch -> 100 %, 2 -> 50/50, 3 -> 40/20/40, 4 -> 40/10/10/40.
     """
-    head = np.asarray(head, dtype=float)
-    tail = np.asarray(tail, dtype=float)
+    # A trailing 0 share lets positions beyond the head (tail) look up their share without
+    # boolean masks, which cost a pass each over all touches.
+    head = np.append(np.asarray(head, dtype=float), 0.0)
+    tail = np.append(np.asarray(tail, dtype=float), 0.0)
+    n_head, n_tail = len(head) - 1, len(tail) - 1
     position = journeys.position
     reverse = journeys.lengths[journeys.journey_index] - 1 - position
-    in_head = position < len(head)
-    in_tail = reverse < len(tail)
-    weights = np.zeros(journeys.n_touches)
-    weights[in_head] += head[position[in_head]]
-    weights[in_tail] += tail[reverse[in_tail]]
-    rest = ~(in_head | in_tail)
-    n_rest = np.bincount(journeys.journey_index[rest], minlength=journeys.n_journeys)
-    weights[rest] = middle / n_rest[journeys.journey_index[rest]]
+    weights = head[np.minimum(position, n_head)] + tail[np.minimum(reverse, n_tail)]
+    rest = (position >= n_head) & (reverse >= n_tail)
+    n_rest = np.maximum(journeys.lengths - n_head - n_tail, 1)
+    weights = np.where(rest, (middle / n_rest)[journeys.journey_index], weights)
     return _normalise(weights, journeys)
 
 
