@@ -215,6 +215,21 @@ class Journeys:
         """For every touch, its 0-based position in its journey."""
         return np.arange(self.n_touches, dtype=np.int64) - self.offsets[:-1][self.journey_index]
 
+    @cached_property
+    def converting(self) -> "Journeys":
+        """The rows with conversions or value: all that models splitting credit need to read.
+
+        Computed once per Journeys (often a small part of the touches).
+
+        Examples
+        --------
+        >>> j = Journeys.from_lists([["a"], ["b", "c"]], conversions=[0, 2], nulls=[5, 1])
+        >>> j.converting.paths().tolist()
+        ['b > c']
+        """
+        rows = np.flatnonzero((self.conversions > 0) | (self.value > 0))
+        return self if len(rows) == self.n_journeys else self.take(rows)
+
     @property
     def total_conversions(self) -> float:
         """Conversions of all rows together."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import replace
+
 import ibis
 import numpy as np
 import pyarrow as pa
@@ -9,15 +12,13 @@ import pyarrow.compute as pc
 
 from engine.errors import InputError
 from engine.ingest import backend
-from engine.ingest.queries import case_variants, clean_name, csr, encode_channels
+from engine.ingest.queries import case_variants
 from engine.ingest.report import IngestReport
 from engine.ingest.sources import ROW, load_table, require_columns, source_name
 from engine.journeys import RESERVED_CHANNELS, Journeys
 
 # Longer separators first: "a -> b" must suggest "->", not ">" (which would leave "a -").
 _OTHER_SEPARATORS = ("->", "=>", ">", "|", ",", ";", "/", "+")
-# Beyond this many distinct pieces to rename, a CASE per touch costs more than cleaning each touch.
-_MAX_SUBSTITUTIONS = 64
 
 
 def read_paths(source, *, path: str = "path", conversions: str = "total_conversions",
@@ -75,34 +76,128 @@ def read_paths(source, *, path: str = "path", conversions: str = "total_conversi
     nulls = _optional(arrow, nulls, "total_null")
     require_columns(arrow, {"path": path, "conversions": conversions, "value": value,
                             "nulls": nulls}, name)
-    con = backend.connect(engine)
-    t = backend.table(arrow.select([path, conversions] + [c for c in (value, nulls) if c]
-                                   + [ROW]), con)
-    rows = _numbers(t, path, conversions, value, nulls)
-    _check_rows(rows, path, conversions, value, nulls, sep, name, con)
-
-    mapping, lists = _channel_lists(rows, path, sep, name, con)
-    per_row = rows.mutate(_path=lists)
-    merged = (per_row.group_by("_path")
-              .aggregate(first=per_row[ROW].min(), n=per_row.count(),
-                         conversions=per_row.conversions.sum(),
-                         value=per_row.value.fill_null(0.0).sum(), nulls=per_row.nulls.sum())
-              .order_by("first"))
-    out = backend.fetch(merged, con)
-    offsets, names = csr(out["_path"])
-    channels, codes = encode_channels(names)
     n_rows = arrow.num_rows
+    numbers = {key: _fast_number(arrow, column) if column else np.zeros(n_rows)
+               for key, column in (("conversions", conversions), ("value", value),
+                                   ("nulls", nulls))}
+    texts = arrow[path].cast(pa.string()).combine_chunks()
+    if not _looks_valid(numbers, texts):
+        _explain(arrow, path, conversions, value, nulls, sep, name, engine)
+    if not pc.any(pc.match_substring(texts, sep)).as_py():
+        _check_separator(texts, path, sep, name)
+
+    lists = pc.split_pattern(texts, sep)
+    offsets = lists.offsets.to_numpy().astype(np.int64)
+    pieces = pc.dictionary_encode(pc.list_flatten(lists))
+    channels, codes, mapping = _channels(pieces, offsets, path, sep, name)
+    journeys = Journeys(channels=channels, offsets=offsets - offsets[0], codes=codes,
+                        conversions=numbers["conversions"],
+                        value=np.nan_to_num(numbers["value"]), nulls=numbers["nulls"])
+    if _has_repeats(journeys):
+        journeys = journeys.unique(engine=engine)
     notes = []
-    if out.num_rows < n_rows:
-        notes.append(f"{n_rows - out.num_rows} rows repeated an earlier path and were summed "
-                     "into it")
+    if journeys.n_journeys < n_rows:
+        notes.append(f"{n_rows - journeys.n_journeys} rows repeated an earlier path and were "
+                     "summed into it")
     if mapping:
         notes.append("channel names differing only in case merged: " + ", ".join(
             f"{k!r}->{v!r}" for k, v in sorted(mapping.items())))
     report = IngestReport(source=name, n_rows=n_rows, n_used=n_rows, notes=tuple(notes))
-    return Journeys(channels=channels, offsets=offsets, codes=codes,
-                    conversions=out["conversions"].to_numpy(), value=out["value"].to_numpy(),
-                    nulls=out["nulls"].to_numpy(), report=report)
+    return replace(journeys, report=report)
+
+
+def _fast_number(arrow, column) -> np.ndarray | None:
+    """A count or value column as floats (missing = NaN); None when some cell is not a number."""
+    values = arrow[column].combine_chunks()
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        values = pc.utf8_trim_whitespace(values)
+        values = pc.if_else(pc.equal(values, ""), pa.scalar(None, values.type), values)
+    try:
+        return values.cast(pa.float64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+
+
+def _looks_valid(numbers, texts) -> bool:
+    """True when no cell needs explaining: every count present, finite and non-negative, every
+    value present where there are conversions, every path with a non-blank character."""
+    conversions, value, nulls = numbers["conversions"], numbers["value"], numbers["nulls"]
+    if any(array is None for array in numbers.values()):
+        return False
+    for array in (conversions, nulls):
+        if not (np.isfinite(array).all() and (array >= 0).all()):
+            return False
+    if np.any((conversions > 0) & np.isnan(value)) or np.any(np.isinf(value)) \
+            or np.any(value < 0):
+        return False
+    return texts.null_count == 0 and pc.all(pc.match_substring_regex(texts, r"\S")).as_py()
+
+
+def _explain(arrow, path, conversions, value, nulls, sep, name, engine) -> None:
+    """Find and raise the first bad cell, naming its row (a relational query: the slow path,
+    run only when the fast parse saw something wrong)."""
+    con = backend.connect(engine)
+    t = backend.table(arrow.select([path, conversions] + [c for c in (value, nulls) if c]
+                                   + [ROW]), con)
+    _check_rows(_numbers(t, path, conversions, value, nulls), path, conversions, value, nulls,
+                sep, name, con)
+    raise InputError("a count or value is NaN where only an empty cell is allowed", source=name)
+
+
+def _has_repeats(journeys: Journeys) -> bool:
+    """Whether two rows may hold the same path: a hash of each row's channel sequence
+    (vectorised), exact when all hashes differ; equal hashes go to the relational merge."""
+    if journeys.n_journeys < 2:
+        return False
+    position = journeys.position
+    weights = np.random.default_rng(0).integers(1, 2**63, int(position.max()) + 1,
+                                                dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        terms = (journeys.codes.astype(np.uint64) + np.uint64(1)) * weights[position]
+        hashes = np.add.reduceat(terms, journeys.offsets[:-1]) ^ journeys.lengths.astype(
+            np.uint64)
+    hashes.sort()
+    return bool(np.any(hashes[1:] == hashes[:-1]))
+
+
+_WHITESPACE = re.compile(r"[\t\n\f\r ]+")
+
+
+def _channels(pieces: pa.DictionaryArray, offsets: np.ndarray, path, sep, name):
+    """Channel vocabulary and codes from the dictionary-encoded pieces between separators.
+
+    Names are cleaned (as :func:`engine.ingest.queries.clean_name`), checked and merged across
+    case variants once per distinct raw piece, not once per touch.
+    """
+    raw = pieces.dictionary.to_pylist()
+    index = pieces.indices.to_numpy(zero_copy_only=False)
+    cleaned = [_WHITESPACE.sub(" ", piece).strip(" ") for piece in raw]
+
+    def first_row(entry: int) -> int:
+        touch = int(np.flatnonzero(index == entry)[0])
+        return int(np.searchsorted(offsets, offsets[0] + touch, side="right"))
+
+    for message, bad in (
+            ("a channel name between separators is empty", lambda c: c == ""),
+            (f"uses a reserved channel name (one of {', '.join(RESERVED_CHANNELS)})",
+             lambda c: c in RESERVED_CHANNELS),
+            ("a channel name ends in '-' or '=' before the separator '>'; the paths look "
+             "separated by '->' or '=>': pass that as sep",
+             lambda c: sep.strip() == ">" and c[-1:] in ("-", "="))):
+        hits = [i for i, c in enumerate(cleaned) if bad(c)]
+        if hits:
+            raise InputError(message, source=name, column=path,
+                             row=min(first_row(i) for i in hits))
+    counts = np.bincount(index, minlength=len(raw))
+    totals: dict[str, int] = {}
+    for name_, count in zip(cleaned, counts.tolist()):
+        totals[name_] = totals.get(name_, 0) + count
+    mapping = case_variants(list(totals), list(totals.values()))
+    final = [mapping.get(c, c) for c in cleaned]
+    channels = tuple(sorted(set(final)))
+    code_of = {c: i for i, c in enumerate(channels)}
+    lookup = np.array([code_of[c] for c in final], dtype=np.int32)
+    return channels, lookup[index], mapping
 
 
 def _optional(arrow, column, default):
@@ -147,7 +242,6 @@ def _check_rows(rows, path, conversions, value, nulls, sep, name, con):
         checks[f"{label} is NaN or infinite"] = (column, number.isnan() | number.isinf())
         checks[f"{label} is negative"] = (column, number < 0)
     aggregates = {f"c{i}": rows[ROW].min(where=flag) for i, (_, flag) in enumerate(checks.values())}
-    aggregates["with_sep"] = p.contains(sep).sum()
     found = backend.fetch(rows.aggregate(**aggregates), con).to_pylist()[0]
     first_bad = [(found[f"c{i}"], message, column)
                  for i, (message, (column, _)) in enumerate(checks.items())
@@ -159,56 +253,11 @@ def _check_rows(rows, path, conversions, value, nulls, sep, name, con):
             {conversions: rows.raw_conversions, value: rows.raw_value,
              nulls: rows.raw_nulls}[column]), con)["v"][0].as_py()
         raise InputError(f"{message} ({cell!r})", source=name, column=column, row=row)
-    if not found["with_sep"]:
-        _check_separator(rows, path, sep, name, con)
 
 
-def _check_separator(rows, path, sep, name, con):
-    p = rows[path].cast("string")
-    counts = backend.fetch(rows.aggregate(**{f"s{i}": p.contains(s).sum()
-                                             for i, s in enumerate(_OTHER_SEPARATORS)}), con)
-    used = [s for i, s in enumerate(_OTHER_SEPARATORS)
-            if s != sep and counts[f"s{i}"][0].as_py()]
-    if used:
-        raise InputError(f"no path contains the separator {sep!r} but paths contain "
-                         f"{used[0]!r}; pass sep={used[0]!r}", source=name, column=path)
-
-
-def _channel_lists(rows, path, sep, name, con):
-    """Check the channel names; return the case-variant mapping and each row's list of names.
-
-    :func:`clean_name` depends only on the raw text between two separators, and
-    ``clean_name(raw) == clean_name(raw.strip())``, so names are cleaned, checked and counted
-    once per distinct raw piece (a small table) rather than once per touch. The per-row lists
-    then substitute the few raw pieces (else the few trimmed pieces) that cleaning or case
-    merging changes: regular expressions, and even a trim, over every touch cost more.
-    """
-    split = rows[path].cast("string").split(sep)
-    pieces = rows.select(ROW, raw=split).unnest("raw")
-    distinct = pieces.group_by("raw").aggregate(n=pieces.count(), first=pieces[ROW].min())
-    found = backend.fetch(distinct.select("raw", "n", "first", trimmed=distinct.raw.strip(),
-                                          channel=clean_name(distinct.raw)), con)
-    channel, first = found["channel"], found["first"]
-    checks = [(pc.equal(channel, ""), "a channel name between separators is empty"),
-              (pc.is_in(channel, pa.array(RESERVED_CHANNELS)),
-               f"uses a reserved channel name (one of {', '.join(RESERVED_CHANNELS)})")]
-    if sep.strip() == ">":
-        checks.append((pc.match_substring_regex(channel, r"[-=]$"),
-                       "a channel name ends in '-' or '=' before the separator '>'; the paths "
-                       "look separated by '->' or '=>': pass that as sep"))
-    for bad, message in checks:
-        row = pc.min(pc.filter(first, bad)).as_py()
-        if row is not None:
-            raise InputError(message, source=name, column=path, row=row)
-    vocabulary = found.group_by("channel").aggregate([("n", "sum")])
-    mapping = case_variants(vocabulary["channel"].to_pylist(), vocabulary["n_sum"].to_pylist())
-    final = [mapping.get(clean, clean) for clean in channel.to_pylist()]
-    trimmed = split.map(lambda c: c.strip())
-    for keys, pieces in ((found["raw"], split), (found["trimmed"], trimmed)):
-        fixes = {key: name for key, name in zip(keys.to_pylist(), final) if name != key}
-        if len(fixes) <= _MAX_SUBSTITUTIONS:
-            break
-    else:
-        names = split.map(clean_name)
-        return mapping, names.map(lambda c: c.substitute(mapping)) if mapping else names
-    return mapping, pieces.map(lambda c: c.substitute(fixes)) if fixes else pieces
+def _check_separator(texts, path, sep, name):
+    """No path has ``sep``: fine for one-channel paths, an error if another separator is used."""
+    for other in _OTHER_SEPARATORS:
+        if other != sep and pc.any(pc.match_substring(texts, other)).as_py():
+            raise InputError(f"no path contains the separator {sep!r} but paths contain "
+                             f"{other!r}; pass sep={other!r}", source=name, column=path)

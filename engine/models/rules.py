@@ -144,14 +144,20 @@ class RuleModel(AttributionModel):
         raise NotImplementedError
 
     def _fit(self, journeys: Journeys) -> None:
-        weights = self._touch_weights(journeys)
-        row = journeys.journey_index
+        # Journeys without conversions or value give no credit: skip their touches.
+        active = journeys.converting
+        weights = self._touch_weights(active)
+        row = active.journey_index
         n = journeys.n_channels
         self.channels_ = journeys.channels
-        self.touch_weights_ = weights
-        self.conversions_ = np.bincount(journeys.codes, weights * journeys.conversions[row],
+        self.conversions_ = np.bincount(active.codes, weights * active.conversions[row],
                                         minlength=n)
-        self.value_ = np.bincount(journeys.codes, weights * journeys.value[row], minlength=n)
+        self.value_ = np.bincount(active.codes, weights * active.value[row], minlength=n)
+
+    @property
+    def touch_weights_(self) -> np.ndarray:
+        """Each touch's share of its journey's credit, for every touch of the fitted journeys."""
+        return self._touch_weights(self.journeys_)
 
     def _attribute(self) -> Attribution:
         return Attribution.from_credit(self.name, self.channels_, self.conversions_, self.value_,
