@@ -47,11 +47,10 @@ DEFAULT_EVENT_TYPES = {
 }
 _KINDS = {"touch": TOUCH, "lead": MILESTONE_LEAD, "opportunity": MILESTONE_OPPORTUNITY,
           "conversion": CONVERSION}
-# How events are ordered within a person (see _split), and touches within a journey; what
-# makes two events the same event.
-_EVENT_ORDER = ("ts", "kind", ROW)
+# How a person's events are ordered to split them into journeys (exact duplicates end up
+# adjacent; see _split), and how touches are ordered within a journey.
+_EVENT_ORDER = ("ts", "kind", "n_conv", "channel", "revenue", ROW)
 _TOUCH_ORDER = ("ts", ROW)
-_EVENT_IDENTITY = ("key", "ts", "kind", "channel", "n_conv", "revenue")
 _TRUE = ("true", "t", "yes", "y")
 _FALSE = ("false", "f", "no", "n")
 
@@ -279,13 +278,21 @@ def _row_checks(rows, name, con) -> tuple[list[pa.Table], set]:
 
 
 def _split(rows):
-    """Valid rows with ``dup`` (exact repeat of an earlier event) and ``seq``, the journey number
-    within the person: the number of converting rows before it, in time order (at equal times
-    touch < lead < opportunity < conversion, so a touch at the conversion's time belongs to it;
-    then input order)."""
+    """Valid rows with ``dup`` (exact repeat of the previous event) and ``seq``, the journey number
+    within the person: the number of converting rows before it.
+
+    One ordering serves both, so the engine sorts once: by time; at equal times touch < lead <
+    opportunity < conversion (a touch at the conversion's time belongs to it) and
+    non-converting before converting rows (a touch at the time of a converting touch joins its
+    journey); then the other fields, so exact duplicates are adjacent; then input order. The
+    order of touches inside a journey is set later by time and input order alone.
+    """
     valid = rows.filter(rows.reason.isnull()).drop("reason")
-    same_event = ibis.window(group_by=[valid[c] for c in _EVENT_IDENTITY], order_by=valid[ROW])
-    valid = valid.mutate(dup=ibis.row_number().over(same_event) > 0)
+    order = [valid[c] for c in _EVENT_ORDER]
+    previous = ibis.window(group_by=valid.key, order_by=order)
+    dup = ibis.and_(*[valid[c].lag().over(previous).identical_to(valid[c])
+                      for c in _EVENT_ORDER[:-1]]).fill_null(False)
+    valid = valid.mutate(dup=dup)
     converts = ((valid.n_conv > 0) & ~valid.dup).cast("int64")
     cumulative = ibis.cumulative_window(group_by=valid.key,
                                         order_by=[valid[c] for c in _EVENT_ORDER])
