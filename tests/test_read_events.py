@@ -327,7 +327,7 @@ def test_schema_errors_name_the_column():
                           st.sampled_from([None, 1.0, -1.0, "x"])), min_size=1, max_size=25),
        st.sampled_from([None, 10, 30]), st.booleans())
 def test_every_row_is_accounted_for(rows, lookback, collapse):
-    events = log(*[(p, f"2024-01-01T00:00:00Z", c, e, r) for p, d, c, e, r in rows])
+    events = log(*[(p, "2024-01-01T00:00:00Z", c, e, r) for p, d, c, e, r in rows])
     events["timestamp"] = pd.Timestamp("2024-01-01") + pd.to_timedelta(
         [d for _, d, _, _, _ in rows], unit="D")
     try:

@@ -31,7 +31,7 @@ from engine.errors import InputError
 from engine.ingest import backend
 from engine.ingest.channels import DEFAULT_CHANNEL_GROUPING, group_channels, validate_grouping
 from engine.ingest.identity import identity_pairs, map_pairs, node, stitch
-from engine.ingest.queries import case_variants, clean_name, csr, encode_channels
+from engine.ingest.queries import case_variants, clean_name, encode_channels
 from engine.ingest.report import IngestReport
 from engine.ingest.sources import ROW, load_table, require_columns, source_name
 from engine.journeys import LEAD, OPPORTUNITY, RESERVED_CHANNELS, Journeys
