@@ -22,7 +22,7 @@ ENGINES = ("duckdb",)
 
 #: DuckDB's memory budget; beyond it sorts, joins and kept tables spill to a temporary folder.
 #: Set ``ATTRIBUTION_MEMORY_LIMIT`` (e.g. ``"8GB"``) to change it.
-MEMORY_LIMIT = os.environ.get("ATTRIBUTION_MEMORY_LIMIT", "1.5GB")
+MEMORY_LIMIT = os.environ.get("ATTRIBUTION_MEMORY_LIMIT", "1GB")
 
 
 @functools.cache
