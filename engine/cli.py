@@ -46,6 +46,8 @@ _NEEDS = {"ages": "touch times (an event log with timestamps)",
 # CLI option -> read_paths / read_events keyword.
 _PATH_OPTIONS = {"sep": "sep", "path_column": "path", "conversions_column": "conversions",
                  "value_column": "value", "nulls_column": "nulls"}
+# "--lookback-days none": distinct from not giving the option (which keeps the default).
+_NO_LOOKBACK = object()
 _EVENT_OPTIONS = {"person": "person", "timestamp": "timestamp", "channel": "channel",
                   "event_type": "event_type", "conversion": "conversion", "revenue": "revenue",
                   "account": "account", "lookback_days": "lookback_days"}
@@ -158,13 +160,25 @@ def _input_options(command):
                      help="[events] Column with the number of conversions on each row."),
         click.option("--revenue", help="[events] Revenue column. Default: revenue."),
         click.option("--account", help="[events] Account id column (B2B journeys per account)."),
-        click.option("--lookback-days", type=float,
+        click.option("--lookback-days", callback=_parse_lookback, metavar="DAYS|none",
                      help="[events] Touches more than this many days before the journey's end "
-                          "are not used. Default: 30."),
+                          "are not used; 'none' keeps them all. Default: 30."),
     ]
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def _parse_lookback(ctx, param, value):
+    """``--lookback-days``: a number of days, or ``none`` for no window (not given: the default)."""
+    if value is None:
+        return None
+    if value.strip().lower() == "none":
+        return _NO_LOOKBACK
+    try:
+        return float(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is neither a number of days nor 'none'") from None
 
 
 def _parse_param(ctx, param, values) -> dict[str, dict]:
@@ -317,7 +331,8 @@ def _read(source: str, data_format: str | None, options: dict, settings: Setting
     path = example_path() if source == "example" else Path(source)
     given = {k: v for k, v in options.items() if v is not None}
     path_kwargs = {_PATH_OPTIONS[k]: v for k, v in given.items() if k in _PATH_OPTIONS}
-    event_kwargs = {_EVENT_OPTIONS[k]: v for k, v in given.items() if k in _EVENT_OPTIONS}
+    event_kwargs = {_EVENT_OPTIONS[k]: None if v is _NO_LOOKBACK else v
+                    for k, v in given.items() if k in _EVENT_OPTIONS}
     data_format = data_format or _guess_format(path, path_kwargs)
     other = "events" if data_format == "paths" else "paths"
     wrong = [k for k in given if k in (_EVENT_OPTIONS if other == "events" else _PATH_OPTIONS)]

@@ -346,6 +346,20 @@ def test_account_log_through_the_cli(tmp_path):
     assert pd.read_csv(out)["conversions"].tolist() == [1.0]
 
 
+def test_lookback_none_keeps_every_touch(tmp_path):
+    log = tmp_path / "events.csv"
+    log.write_text("person_id,timestamp,channel,event_type\nu,2020-01-01,old,touch\n"
+                   "u,2024-01-01,new,touch\nu,2024-01-02,,conversion\n")
+    for days, paths in (("none", ["old > new"]), ("30", ["new"])):
+        out = tmp_path / f"{days}.csv"
+        result = invoke("run", log, "-m", "first_touch", "--lookback-days", days, "-o", out)
+        assert result.exit_code == 0, result.stderr
+        credit = pd.read_csv(out).set_index("channel")["conversions"]
+        assert credit[paths[0].split(" > ")[0]] == 1.0
+    result = invoke("run", log, "-m", "first_touch", "--lookback-days", "soon")
+    assert result.exit_code == 2 and "neither a number of days nor 'none'" in result.stderr
+
+
 def test_event_column_options_and_lookback(tmp_path):
     log = tmp_path / "events.csv"
     log.write_text(EVENTS.replace("person_id,timestamp,channel", "user,time,source"))
