@@ -90,20 +90,21 @@ def read_paths(source, *, path: str = "path", conversions: str = "total_conversi
     offsets = lists.offsets.to_numpy().astype(np.int64)
     pieces = pc.dictionary_encode(pc.list_flatten(lists))
     channels, codes, mapping = _channels(pieces, offsets, path, sep, name)
-    journeys = Journeys(channels=channels, offsets=offsets - offsets[0], codes=codes,
-                        conversions=numbers["conversions"],
-                        value=np.nan_to_num(numbers["value"]), nulls=numbers["nulls"])
-    if _has_repeats(journeys):
-        journeys = journeys.unique(engine=engine)
     notes = []
-    if journeys.n_journeys < n_rows:
-        notes.append(f"{n_rows - journeys.n_journeys} rows repeated an earlier path and were "
-                     "summed into it")
     if mapping:
         notes.append("channel names differing only in case merged: " + ", ".join(
             f"{k!r}->{v!r}" for k, v in sorted(mapping.items())))
     report = IngestReport(source=name, n_rows=n_rows, n_used=n_rows, notes=tuple(notes))
-    return replace(journeys, report=report)
+    journeys = Journeys(channels=channels, offsets=offsets - offsets[0], codes=codes,
+                        conversions=numbers["conversions"],
+                        value=np.nan_to_num(numbers["value"]), nulls=numbers["nulls"],
+                        report=report)
+    if not _has_repeats(journeys):
+        return journeys
+    journeys = journeys.unique(engine=engine)
+    merged = (f"{n_rows - journeys.n_journeys} rows repeated an earlier path and were summed "
+              "into it")
+    return replace(journeys, report=replace(report, notes=(merged, *report.notes)))
 
 
 def _fast_number(arrow, column) -> np.ndarray | None:
