@@ -258,7 +258,7 @@ def channel_kpis(journeys: Journeys, spend=None, models=("last_touch",), *, star
         - ``cost_per_order = spend / conversions``, ``roas = value / spend``.
         - ``leads, opportunities``: credit for reaching the lead / opportunity stage, from the
           same model fitted on :func:`stage_journeys`; NaN when the journeys have no
-          milestones. ``cost_per_lead = spend / leads``,
+          milestones or the model cannot run on stage journeys. ``cost_per_lead = spend / leads``,
           ``cost_per_opportunity = spend / opportunities``.
         - ``touches``: the channel's total touch volume: every touch of a journey row counts
           ``conversions + nulls`` times (the journeys the row stands for), converting or not.
@@ -316,8 +316,7 @@ def channel_kpis(journeys: Journeys, spend=None, models=("last_touch",), *, star
                               "conversions": credit["conversions"].to_numpy(),
                               "value": credit["value"].to_numpy()})
         for column in ("leads", "opportunities"):
-            block[column] = (_credit(model, stages[column], channels)["conversions"].to_numpy()
-                             if column in stages else np.nan)
+            block[column] = _stage_credit(model, stages.get(column), channels)
         block["touches"] = touches.to_numpy()
         blocks.append(block)
     table = pd.concat(blocks, ignore_index=True) if blocks else pd.DataFrame(
@@ -369,6 +368,17 @@ def _credit(model, journeys: Journeys, channels: list) -> pd.DataFrame:
     table = fresh.fit(journeys).attribute().table
     return (table.groupby("channel")[["conversions", "value"]].sum()
             .reindex(channels, fill_value=0.0))
+
+
+def _stage_credit(model, stage: Journeys | None, channels: list):
+    """The model's credit for reaching a stage; NaN without milestones, or when the model cannot
+    run on stage journeys (they have no non-converting journeys, which e.g. Markov needs)."""
+    if stage is None:
+        return np.nan
+    try:
+        return _credit(model, stage, channels)["conversions"].to_numpy()
+    except MissingDataError:
+        return np.nan
 
 
 def _ratio(numerator, denominator) -> np.ndarray:

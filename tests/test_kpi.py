@@ -243,7 +243,11 @@ def test_channel_kpis_totals_on_rich_journeys(rich_journeys):
     for model, block in kpis.groupby("model"):
         assert block["conversions"].sum() == pytest.approx(rich_journeys.total_conversions), model
         assert block["value"].sum() == pytest.approx(rich_journeys.total_value), model
-        assert block["leads"].sum() == pytest.approx(reached_lead), model
+        if block["leads"].notna().all():
+            assert block["leads"].sum() == pytest.approx(reached_lead), model
+        else:
+            # Stage journeys all convert: models that need non-converting journeys give NaN.
+            assert block["leads"].isna().all() and model == "markov", model
     assert set(kpis["model"]) == set(engine.models.REGISTRY)
 
 
