@@ -33,6 +33,7 @@ from engine.datasets import example_path
 from engine.errors import EngineError, MissingDataError
 from engine.ingest.sources import column_names
 from engine.journeys import Journeys
+from engine.models.markov import select_order
 from engine.models import REGISTRY, AttributionModel, available_models, get_model
 
 PROG = "attribution"
@@ -48,6 +49,8 @@ _PATH_OPTIONS = {"sep": "sep", "path_column": "path", "conversions_column": "con
                  "value_column": "value", "nulls_column": "nulls"}
 # "--lookback-days none": distinct from not giving the option (which keeps the default).
 _NO_LOOKBACK = object()
+# "--order auto": chosen once the data is read.
+_AUTO = "auto"
 _EVENT_OPTIONS = {"person": "person", "timestamp": "timestamp", "channel": "channel",
                   "event_type": "event_type", "conversion": "conversion", "revenue": "revenue",
                   "account": "account", "lookback_days": "lookback_days"}
@@ -169,6 +172,30 @@ def _input_options(command):
     return command
 
 
+def _order(value: str, params: dict):
+    """``--order``: an integer, or ``"auto"`` (resolved once the data is read)."""
+    if "order" in params.get("markov", {}):
+        raise EngineError("give the markov order once: --order or --param markov.order")
+    if value.strip().lower() == "auto":
+        return _AUTO
+    try:
+        return int(value)
+    except ValueError:
+        raise EngineError(f"--order {value!r}: give an integer or 'auto'") from None
+
+
+def _choose_order(models, journeys: Journeys, seed: int, settings: Settings) -> None:
+    """Replace an ``auto`` Markov order by the best one on these journeys."""
+    for model in models:
+        if model.name == "markov" and model.order == _AUTO:
+            table, best = select_order(journeys, max_order=4, rng=seed)
+            model.set_params(order=best)
+            if not settings.quiet:
+                scores = ", ".join(f"{row.order}: log-loss {row.log_loss:.4f}, AUC {row.auc:.3f}"
+                                   for row in table.itertuples())
+                click.echo(f"{PROG}: markov order {best} chosen ({scores})", err=True)
+
+
 def _parse_lookback(ctx, param, value):
     """``--lookback-days``: a number of days, or ``none`` for no window (not given: the default)."""
     if value is None:
@@ -232,9 +259,15 @@ def cli(ctx: click.Context, quiet: bool, debug: bool) -> None:
                    "time_decay.half_life=3.")
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the comparison table here: .csv, .csv.gz or .parquet.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Random seed of the models that draw (intervals), so runs repeat exactly.")
+@click.option("--order", "markov_order", metavar="N|auto",
+              help="Order of the markov model; 'auto' picks it by out-of-sample prediction of "
+                   "conversion (orders 1 to 4).")
 @_global_options
 @click.pass_obj
-def run_command(settings: Settings, input, data_format, model_names, params, out, **options):
+def run_command(settings: Settings, input, data_format, model_names, params, out, seed,
+                markov_order, **options):
     """Fit models on INPUT and compare their credit per channel.
 
     The table written to --out has one row per model and channel with the columns model,
@@ -242,10 +275,15 @@ def run_command(settings: Settings, input, data_format, model_names, params, out
     share. Unless --quiet, a table of attributed conversions (one column per model) is printed.
     """
     _check_output(out)
-    models, explicit = _select(model_names or ("all",), params)
+    if markov_order is not None:
+        params = {**params, "markov": {**params.get("markov", {}),
+                                       "order": _order(markov_order, params)}}
+        model_names = model_names or ("all",)
+    models, explicit = _select(model_names or ("all",), params, seed)
     with _progress(settings) as progress:
         journeys = _read(input, data_format, options, settings, progress)
         models = _supported(models, explicit, journeys, settings)
+        _choose_order(models, journeys, seed, settings)
         table = _fit(models, journeys, progress)
     if out is not None:
         _write(table, out)
@@ -304,7 +342,7 @@ def kpi_command(settings: Settings, input, data_format, spend, model_names, out,
 
     Prints each table of engine.kpi.summary; with --out DIR writes DIR/<table>.csv.
     """
-    models, explicit = _select(model_names, {})
+    models, explicit = _select(model_names, {}, 0)
     spent = kpi.read_spend(spend) if spend else None
     with _progress(settings) as progress:
         journeys = _read(input, data_format, options, settings, progress)
@@ -370,9 +408,10 @@ def _guess_format(path: Path, path_kwargs: dict) -> str:
 
 # -- models ---------------------------------------------------------------------------------
 
-def _select(names, params: dict) -> tuple[list[AttributionModel], set[str]]:
-    """Models for ``--model`` names with their ``--param`` values, and the names given
-    explicitly (``all`` stands for every registered model). Checked before any data is read."""
+def _select(names, params: dict, seed: int) -> tuple[list[AttributionModel], set[str]]:
+    """Models for ``--model`` names with their ``--param`` values (``rng`` defaults to
+    ``seed``), and the names given explicitly (``all`` stands for every registered model).
+    Checked before any data is read."""
     explicit, wanted = set(), []
     for name in names:
         key = str(name).strip().lower().replace("-", "_")
@@ -387,7 +426,13 @@ def _select(names, params: dict) -> tuple[list[AttributionModel], set[str]]:
         if model not in wanted:
             raise EngineError(f"--param {model}.{next(iter(params[model]))} is given but model "
                               f"{model} is not run; add --model {model}")
-    return [get_model(name, **params.get(name, {})) for name in wanted], explicit
+    models = []
+    for name in wanted:
+        kwargs = dict(params.get(name, {}))
+        if "rng" in REGISTRY[name]._param_names():
+            kwargs.setdefault("rng", seed)
+        models.append(get_model(name, **kwargs))
+    return models, explicit
 
 
 def _supported(models: list[AttributionModel], explicit: set[str], journeys: Journeys,

@@ -103,7 +103,22 @@ def test_all_skips_the_models_a_path_table_cannot_support(tmp_path, example):
     assert {"time_decay", "w_shaped", "full_path"} <= set(NEEDS_EVENTS)
     for name in NEEDS_EVENTS:
         assert f"skipping {name}:" in result.stderr
-    same_table(written, engine.compare(ANY_DATA, example))
+    # The CLI seeds models that draw (--seed, default 0).
+    models = [engine.models.get_model(n, rng=0) if "rng" in engine.models.REGISTRY[n]()
+              .get_params() else n for n in ANY_DATA]
+    same_table(written, engine.compare(models, example))
+
+
+def test_seed_makes_intervals_repeat(tmp_path, example):
+    tables = []
+    for seed in ("1", "1", "2"):
+        out = tmp_path / f"{len(tables)}.csv"
+        result = invoke("-q", "run", "example", "-m", "markov", "--seed", seed,
+                        "-p", "markov.n_draws=20", "-o", out)
+        assert result.exit_code == 0, result.stderr
+        tables.append(pd.read_csv(out))
+    pd.testing.assert_frame_equal(tables[0], tables[1])
+    assert not tables[0]["conversions_lower"].equals(tables[2]["conversions_lower"])
 
 
 def test_no_model_means_all(tmp_path, small):
@@ -421,3 +436,18 @@ def test_kpi_command_writes_one_csv_per_table(tmp_path, example):
         pd.testing.assert_frame_equal(pd.read_csv(folder / f"{name}.csv"),
                                       frame.reset_index(drop=True), check_dtype=False)
         assert name in result.stdout
+
+
+def test_markov_order_option_and_auto(tmp_path, example):
+    out = tmp_path / "m.csv"
+    result = invoke("run", "example", "-m", "markov", "--order", "2", "-p", "markov.n_draws=0",
+                    "-o", out)
+    assert result.exit_code == 0, result.stderr
+    expected = engine.compare([engine.models.Markov(order=2, n_draws=0)], example)
+    same_table(pd.read_csv(out), expected)
+    result = invoke("run", "example", "-m", "markov", "--order", "auto", "-p",
+                    "markov.n_draws=0", "-o", out)
+    assert result.exit_code == 0, result.stderr
+    assert "markov order 1 chosen" in result.stderr
+    result = invoke("run", "example", "-m", "markov", "--order", "two")
+    assert result.exit_code == 2 and "integer or 'auto'" in result.stderr
