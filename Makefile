@@ -20,7 +20,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 
 demo: $(VENV)/.installed
 	mkdir -p $(OUT)
-	$(BIN)/attribution run example --model all --out $(OUT)/example_rules.csv
+	$(BIN)/attribution run example --model all --out $(OUT)/example_models.csv
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q -m "not slow"
