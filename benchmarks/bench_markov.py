@@ -265,7 +265,7 @@ def main(argv=None) -> None:
                "speed_ratio": "CA/engine", "intervals_over_point_fit": "draws/point (fit)",
                "engine_process_s": "engine process s", "peer_process_s": "CA process s",
                "process_ratio": "CA/engine (process)", "engine_peak_gib": "engine peak GiB",
-               "peer_peak_gib": "CA peak GiB", "max_share_diff": "max |share diff|"}
+               "peer_peak_gib": "CA peak GiB", "max_share_diff": "max abs share diff"}
     shown = table[list(columns)].rename(columns=columns)
     print(f"\nMedian of {args.repeats} run(s), seconds; CA = ChannelAttribution:")
     print(shown.to_string(index=False, float_format=lambda x: f"{x:.3g}"))
@@ -286,7 +286,7 @@ def main(argv=None) -> None:
          "`pandas.read_csv` + `markov_model(..., order=k, seed=0)`; `process s` is a fresh "
          "process doing the same, imports included, whose peak RSS (`VmHWM`) is the peak memory. "
          "`draws/point (fit)` is the fit time with 200 posterior draws over the point fit. "
-         "`max |share diff|` compares conversion shares with ours fitted with "
+         "`max abs share diff` compares conversion shares with ours fitted with "
          "`collapse_repeats=True` (ChannelAttribution merges repeats and simulates).\n"),
         header, "|" + "---|" * 2 + "---:|" * (len(columns) - 2),
         *["| " + " | ".join(f"{value:.3g}" if isinstance(value, float) else str(value)
