@@ -30,6 +30,11 @@ MILESTONES = {"lead": LEAD, "opportunity": OPPORTUNITY}
 
 
 def _frozen(array, dtype) -> np.ndarray:
+    """A read-only array of ``dtype``: ``array`` itself when it is already one (nothing can write
+    to it through this reference: read-only numpy arrays, Arrow buffers), else a copy."""
+    if (isinstance(array, np.ndarray) and not array.flags.writeable
+            and array.dtype == np.dtype(dtype)):
+        return array
     out = np.array(array, dtype=dtype, copy=True)
     out.flags.writeable = False
     return out

@@ -10,8 +10,9 @@ import pytest
 
 import engine
 from engine.models import Markov
-from engine.models.markov import (absorption, dirichlet_draws, removal_effects, simulate_walks,
-                                  transition_counts)
+from engine.models import markov
+from engine.models.markov import (absorption, dirichlet_draws, posterior_absorption,
+                                  removal_effects, simulate_walks, transition_counts)
 from tests.reference.channelattribution_heuristics import (LARGE_CHANNELS, MARKOV_ORDER1,
                                                            MARKOV_ORDER1_REMOVAL_EFFECTS)
 from tests.reference.channelattribution_markov import TRANSITIONS_ORDER1
@@ -27,10 +28,10 @@ def credit(result) -> pd.DataFrame:
     return result.table.set_index("channel")
 
 
-def dense_absorption(chain, removals=()):
+def dense_absorption(chain, removals=(), probability=None):
     """Conversion probability and value from (start) by dense solves, one per removal."""
     n = chain.n_transient
-    probability = chain.probability()
+    probability = chain.probability() if probability is None else probability
     q = np.zeros((n, n))
     b = np.zeros((n, 2))
     inner = chain.target < n
@@ -153,6 +154,46 @@ def test_iteration_matches_dense_solves(example_journeys, order, collapse):
     assert np.abs(ours - dense).max(axis=0) / dense[0] == pytest.approx([0, 0], abs=EXACT)
 
 
+def test_posterior_draws_are_solved_to_their_tolerance(example_journeys):
+    chain = transition_counts(example_journeys, order=2)
+    removals = chain.contains.T
+    draws = dirichlet_draws(chain, 6, rng=4)
+    solved = posterior_absorption(chain, 6, 4, removals)
+    for draw, ours in zip(draws, solved):
+        dense = dense_absorption(chain, removals, draw)
+        # Certified to 1e-6 of the intact chain's value in the same draw.
+        assert (np.abs(ours - dense).max(axis=0) <= 1e-6 * dense[0]).all()
+
+
+def test_posterior_draws_do_not_depend_on_batching_or_threads(example_journeys, monkeypatch):
+    chain = transition_counts(example_journeys, order=2)
+    removals = chain.contains.T
+    together = absorption(chain, dirichlet_draws(chain, 9, rng=2), removals,
+                          tolerance=markov._DRAW_TOLERANCE)
+    np.testing.assert_array_equal(posterior_absorption(chain, 9, 2, removals), together)
+    monkeypatch.setattr(markov, "_BLOCK_ENTRIES", 1)  # one draw per block
+    monkeypatch.setattr(markov.os, "cpu_count", lambda: 3)
+    np.testing.assert_allclose(posterior_absorption(chain, 9, 2, removals), together,
+                               rtol=1e-6)
+
+
+def test_grouping_by_lookup_and_by_hash_agree():
+    keys = np.random.default_rng(0).integers(0, 50, 1_000)
+    for size in (50, 10 ** 12):  # a dense lookup table, then a hash factorisation
+        distinct, index = markov._group(keys, size)
+        expected, inverse = np.unique(keys, return_inverse=True)
+        np.testing.assert_array_equal(distinct, expected)
+        np.testing.assert_array_equal(index, inverse)
+
+
+def test_states_beyond_the_lookup_table_are_counted_alike(example_journeys, monkeypatch):
+    dense = transition_counts(example_journeys, order=3)
+    monkeypatch.setattr(markov, "_DENSE_KEYS", 0)
+    hashed = transition_counts(example_journeys, order=3)
+    for field in ("grams", "source", "target", "count", "value"):
+        np.testing.assert_array_equal(getattr(hashed, field), getattr(dense, field))
+
+
 @pytest.mark.parametrize("order", [1, 2, 3, 4, 6])
 def test_conversion_probability_is_the_observed_rate(example_journeys, order):
     # Fitted counts conserve flow, so the chain converts exactly as often as the journeys did.
@@ -169,8 +210,11 @@ def test_collapsing_repeats_changes_nothing_at_order_one(example_journeys):
     collapsed = Markov(n_draws=0, collapse_repeats=True).fit(example_journeys)
     assert (kept.chain_.source == kept.chain_.target).any()
     assert not (collapsed.chain_.source == collapsed.chain_.target).any()
+    # Removal effects are exact to ~1e-15 of the conversion probability, so a small effect
+    # (1 - P_c / P close to 0) is exact in absolute terms, not relative ones.
     np.testing.assert_allclose(effects(collapsed).to_numpy(dtype=float),
-                               effects(kept).to_numpy(dtype=float), rtol=EXACT, equal_nan=True)
+                               effects(kept).to_numpy(dtype=float), rtol=EXACT, atol=1e-14,
+                               equal_nan=True)
 
 
 def test_journeys_that_loop_for_long_are_solved_exactly():

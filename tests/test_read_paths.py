@@ -128,6 +128,25 @@ def test_rows_repeating_a_path_are_summed(write):
     assert any("2 rows repeated an earlier path" in note for note in journeys.report.notes)
 
 
+def test_repeated_paths_are_found_across_hash_blocks(monkeypatch):
+    from engine.ingest import paths
+
+    monkeypatch.setattr(paths, "_HASH_BLOCK", 3)  # several blocks, rows straddling them
+    distinct = engine.Journeys.from_lists([["a", "b"], ["b", "a", "c"], ["c"], ["a", "b", "a"],
+                                           ["b"], ["a", "c", "b", "a"]], conversions=[1] * 6)
+    assert not paths._has_repeats(distinct)
+    for row in range(6):
+        repeated = engine.Journeys.from_lists(
+            distinct.path_lists().to_pylist() + [distinct.path_lists().to_pylist()[row]], conversions=[1] * 7)
+        assert paths._has_repeats(repeated), row
+
+
+def test_numbers_that_need_a_second_read_as_text(write):
+    # " 2" does not parse as a number in a fast typed read; the text read trims it.
+    journeys = engine.read_paths(write("p.csv", HEADER + 'a > b," 2",3.5, 1\nb,0,,4\n'))
+    assert as_dict(journeys) == {"a > b": (2.0, 3.5, 1.0), "b": (0.0, 0.0, 4.0)}
+
+
 def test_case_variants_are_merged_to_the_most_frequent_spelling(write):
     path = write("case.csv", HEADER + "Search > email,1,1,0\nsearch > Email,2,2,0\n"
                  "search,3,3,0\nSEARCH > x,0,0,1\n")

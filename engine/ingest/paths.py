@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
-import ibis
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.errors import InputError
-from engine.ingest import backend
 from engine.ingest.queries import case_variants
 from engine.ingest.report import IngestReport
 from engine.ingest.sources import ROW, load_table, require_columns, source_name
@@ -71,7 +71,7 @@ def read_paths(source, *, path: str = "path", conversions: str = "total_conversi
     if not sep or not sep.strip() and sep != "\t":
         raise InputError(f"separator {sep!r} is blank; give the string between channels, "
                          "e.g. sep='>'", source=name)
-    arrow = load_table(source)
+    arrow = load_table(source, numeric=(conversions, value, nulls))
     value = _optional(arrow, value, "total_conversion_value")
     nulls = _optional(arrow, nulls, "total_null")
     require_columns(arrow, {"path": path, "conversions": conversions, "value": value,
@@ -80,25 +80,29 @@ def read_paths(source, *, path: str = "path", conversions: str = "total_conversi
     numbers = {key: _fast_number(arrow, column) if column else np.zeros(n_rows)
                for key, column in (("conversions", conversions), ("value", value),
                                    ("nulls", nulls))}
-    texts = arrow[path].cast(pa.string()).combine_chunks()
+    texts = arrow[path].cast(pa.string())
     if not _looks_valid(numbers, texts):
         _explain(arrow, path, conversions, value, nulls, sep, name, engine)
     if not pc.any(pc.match_substring(texts, sep)).as_py():
         _check_separator(texts, path, sep, name)
 
-    lists = pc.split_pattern(texts, sep)
-    offsets = lists.offsets.to_numpy().astype(np.int64)
-    pieces = pc.dictionary_encode(pc.list_flatten(lists))
-    channels, codes, mapping = _channels(pieces, offsets, path, sep, name)
+    offsets, raw, parts = _split_paths(texts, sep)
+    channels, codes, mapping = _channels(raw, parts, offsets, path, sep, name)
     notes = []
     if mapping:
         notes.append("channel names differing only in case merged: " + ", ".join(
             f"{k!r}->{v!r}" for k, v in sorted(mapping.items())))
     report = IngestReport(source=name, n_rows=n_rows, n_used=n_rows, notes=tuple(notes))
-    journeys = Journeys(channels=channels, offsets=offsets - offsets[0], codes=codes,
+    for array in (offsets, codes):
+        array.flags.writeable = False  # handed over to Journeys, which then need not copy
+    journeys = Journeys(channels=channels, offsets=offsets, codes=codes,
                         conversions=numbers["conversions"],
                         value=np.nan_to_num(numbers["value"]), nulls=numbers["nulls"],
                         report=report)
+    del arrow, texts, parts
+    # Give the parse's buffers back to the system now, not when Arrow's pool gets round to it:
+    # they are most of what reading took, and fitting comes next.
+    pa.default_memory_pool().release_unused()
     if not _has_repeats(journeys):
         return journeys
     journeys = journeys.unique(engine=engine)
@@ -137,6 +141,8 @@ def _looks_valid(numbers, texts) -> bool:
 def _explain(arrow, path, conversions, value, nulls, sep, name, engine) -> None:
     """Find and raise the first bad cell, naming its row (a relational query: the slow path,
     run only when the fast parse saw something wrong)."""
+    from engine.ingest import backend
+
     con = backend.connect(engine)
     t = backend.table(arrow.select([path, conversions] + [c for c in (value, nulls) if c]
                                    + [ROW]), con)
@@ -145,38 +151,103 @@ def _explain(arrow, path, conversions, value, nulls, sep, name, engine) -> None:
     raise InputError("a count or value is NaN where only an empty cell is allowed", source=name)
 
 
+_HASH_BASE = 0x9E3779B97F4A7C15  # odd, so invertible modulo 2**64
+_HASH_INVERSE = pow(_HASH_BASE, -1, 2 ** 64)
+_HASH_BLOCK = 1 << 20  # touches hashed at a time: the work arrays stay small
+
+
 def _has_repeats(journeys: Journeys) -> bool:
-    """Whether two rows may hold the same path: a hash of each row's channel sequence
-    (vectorised), exact when all hashes differ; equal hashes go to the relational merge."""
-    if journeys.n_journeys < 2:
+    """Whether two rows may hold the same path, by a vectorised polynomial hash of each row's
+    codes (modulo 2**64); exact when all hashes differ, and equal hashes go to the relational
+    merge, which is exact.
+
+    Rows are hashed in blocks of about ``_HASH_BLOCK`` touches. In a block, touch ``i`` weighs
+    ``B**i``; a row's sum is brought back to its own first touch by multiplying with
+    ``B**-start``.
+    """
+    n = journeys.n_journeys
+    if n < 2:
         return False
-    position = journeys.position
-    weights = np.random.default_rng(0).integers(1, 2**63, int(position.max()) + 1,
-                                                dtype=np.uint64)
+    offsets, codes = journeys.offsets, journeys.codes
+    bounds = np.unique(np.searchsorted(offsets, np.arange(0, offsets[-1], _HASH_BLOCK)))
+    bounds = np.append(bounds[bounds < n], n)
+    widest = int(np.diff(offsets[bounds]).max())
     with np.errstate(over="ignore"):
-        terms = (journeys.codes.astype(np.uint64) + np.uint64(1)) * weights[position]
-        hashes = np.add.reduceat(terms, journeys.offsets[:-1]) ^ journeys.lengths.astype(
-            np.uint64)
+        powers = np.full(widest, np.uint64(_HASH_BASE))
+        powers[0] = 1
+        np.multiply.accumulate(powers, out=powers)
+        inverse = np.full(widest, np.uint64(_HASH_INVERSE))
+        inverse[0] = 1
+        np.multiply.accumulate(inverse, out=inverse)
+        hashes = np.empty(n, dtype=np.uint64)
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            first, last = offsets[lo], offsets[hi]
+            terms = codes[first:last].astype(np.uint64)
+            terms += np.uint64(1)
+            terms *= powers[:last - first]
+            starts = offsets[lo:hi] - first
+            block = np.add.reduceat(terms, starts)
+            block *= inverse[starts]
+            hashes[lo:hi] = block
+        hashes ^= journeys.lengths.astype(np.uint64)
     hashes.sort()
     return bool(np.any(hashes[1:] == hashes[:-1]))
+
+
+def _split_chunk(chunk: pa.Array, sep: str) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """One chunk of paths: touch counts per path, distinct raw pieces, piece index per touch."""
+    lists = pc.split_pattern(chunk, sep)
+    pieces = pc.dictionary_encode(pc.list_flatten(lists))
+    return (np.diff(lists.offsets.to_numpy()), pieces.dictionary.to_pylist(),
+            pieces.indices.to_numpy(zero_copy_only=False))
+
+
+def _split_paths(texts: pa.ChunkedArray, sep: str):
+    """Split every path at ``sep``, chunk by chunk on a few threads (Arrow kernels release the
+    GIL), and number the distinct raw pieces across chunks.
+
+    Returns the CSR offsets, the distinct raw pieces, and per chunk ``(touch offset, piece ids
+    of its touches in the global numbering)`` as ``(start, remap, local index)``.
+    """
+    chunks = [c for c in texts.chunks if len(c)]
+    workers = max(1, min(len(chunks), os.cpu_count() or 1, 8))
+    if workers > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            split = list(pool.map(_split_chunk, chunks, [sep] * len(chunks)))
+    else:
+        split = [_split_chunk(c, sep) for c in chunks]
+    number: dict[str, int] = {}
+    lengths = np.concatenate([counts for counts, _, _ in split])
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    parts, touch = [], 0
+    for counts, dictionary, index in split:
+        remap = np.array([number.setdefault(piece, len(number)) for piece in dictionary],
+                         dtype=np.int32)
+        parts.append((touch, remap, index))
+        touch += len(index)
+    return offsets, list(number), parts
 
 
 _WHITESPACE = re.compile(r"[\t\n\f\r ]+")
 
 
-def _channels(pieces: pa.DictionaryArray, offsets: np.ndarray, path, sep, name):
-    """Channel vocabulary and codes from the dictionary-encoded pieces between separators.
+def _channels(raw: list[str], parts, offsets: np.ndarray, path, sep, name):
+    """Channel vocabulary and codes from the raw pieces between separators.
 
     Names are cleaned (as :func:`engine.ingest.queries.clean_name`), checked and merged across
     case variants once per distinct raw piece, not once per touch.
     """
-    raw = pieces.dictionary.to_pylist()
-    index = pieces.indices.to_numpy(zero_copy_only=False)
     cleaned = [_WHITESPACE.sub(" ", piece).strip(" ") for piece in raw]
 
     def first_row(entry: int) -> int:
-        touch = int(np.flatnonzero(index == entry)[0])
-        return int(np.searchsorted(offsets, offsets[0] + touch, side="right"))
+        for start, remap, index in parts:
+            local = np.flatnonzero(remap == entry)
+            if len(local):
+                hits = np.flatnonzero(np.isin(index, local))
+                if len(hits):
+                    return int(np.searchsorted(offsets, start + hits[0], side="right"))
+        raise AssertionError("a piece with no touch")
 
     for message, bad in (
             ("a channel name between separators is empty", lambda c: c == ""),
@@ -189,7 +260,9 @@ def _channels(pieces: pa.DictionaryArray, offsets: np.ndarray, path, sep, name):
         if hits:
             raise InputError(message, source=name, column=path,
                              row=min(first_row(i) for i in hits))
-    counts = np.bincount(index, minlength=len(raw))
+    counts = np.zeros(len(raw))
+    for _, remap, index in parts:
+        np.add.at(counts, remap, np.bincount(index, minlength=len(remap)))
     totals: dict[str, int] = {}
     for name_, count in zip(cleaned, counts.tolist()):
         totals[name_] = totals.get(name_, 0) + count
@@ -198,7 +271,10 @@ def _channels(pieces: pa.DictionaryArray, offsets: np.ndarray, path, sep, name):
     channels = tuple(sorted(set(final)))
     code_of = {c: i for i, c in enumerate(channels)}
     lookup = np.array([code_of[c] for c in final], dtype=np.int32)
-    return channels, lookup[index], mapping
+    codes = np.empty(int(offsets[-1]), dtype=np.int32)
+    for start, remap, index in parts:
+        np.take(lookup[remap], index, out=codes[start:start + len(index)])
+    return channels, codes, mapping
 
 
 def _optional(arrow, column, default):
@@ -210,6 +286,8 @@ def _optional(arrow, column, default):
 
 def _numbers(t, path, conversions, value, nulls):
     """Per-row table with the raw cells kept beside their numeric parse."""
+    import ibis
+
     def number(column):
         return t[column].cast("string").strip().try_cast("float64") if t[column].type().is_string() \
             else t[column].cast("float64")
@@ -224,6 +302,8 @@ def _numbers(t, path, conversions, value, nulls):
 
 
 def _check_rows(rows, path, conversions, value, nulls, sep, name, con):
+    from engine.ingest import backend
+
     p = rows[path].cast("string")
     # lstrip() == "" is strip() == "" but stops at the first non-blank character; a right
     # strip walks the whole of every (long) path string.

@@ -8,14 +8,16 @@ into numpy arrays only once they are small (aggregates) or columnar (CSR touch a
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
-import ibis
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.ingest import backend
 from engine.ingest.sources import ROW
+
+if TYPE_CHECKING:  # Ibis is imported by the backend, on first use
+    import ibis
 
 _WHITESPACE = r"\s+"
 
@@ -64,6 +66,7 @@ def csr(lists: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
 
 def unique_paths(journeys, engine: str | None = None):
     """Merge identical paths of ``journeys`` (see :meth:`engine.Journeys.unique`)."""
+    from engine.ingest import backend
     from engine.journeys import Journeys
 
     con = backend.connect(engine)

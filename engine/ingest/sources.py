@@ -32,8 +32,12 @@ def source_name(source) -> str:
     return type(source).__name__
 
 
-def load_table(source) -> pa.Table:
+def load_table(source, numeric=()) -> pa.Table:
     """Read ``source`` into an Arrow table and append ``_row`` (1-based data row number).
+
+    ``numeric`` names CSV columns that are probably numbers: they are parsed as floats
+    directly, which is faster; if any cell of them does not parse, the whole file is read as
+    text instead, so that validation can name the bad cell.
 
     Raises
     ------
@@ -46,7 +50,7 @@ def load_table(source) -> pa.Table:
     elif isinstance(source, pa.Table):
         table = source
     elif isinstance(source, (str, Path)):
-        table = _read_file(Path(source), name)
+        table = _read_file(Path(source), name, numeric)
     else:
         raise InputError(f"unsupported input type {type(source).__name__}; give a file path, "
                          "a pandas DataFrame or a pyarrow Table", source=name)
@@ -96,7 +100,7 @@ def column_names(source) -> list[str]:
     return header
 
 
-def _read_file(path: Path, name: str) -> pa.Table:
+def _read_file(path: Path, name: str, numeric=()) -> pa.Table:
     if not path.exists():
         raise InputError("file not found", source=name)
     if path.is_dir():
@@ -110,7 +114,8 @@ def _read_file(path: Path, name: str) -> pa.Table:
         except (pa.ArrowInvalid, OSError) as exc:
             raise InputError(f"not a readable Parquet file: {_first_line(exc)}",
                              source=name) from None
-    return _read_csv(path, name, compressed=bool(suffixes) and suffixes[-1] == ".gz")
+    return _read_csv(path, name, compressed=bool(suffixes) and suffixes[-1] == ".gz",
+                     numeric=numeric)
 
 
 def _csv_head(path: Path, name: str, *, compressed: bool) -> tuple[list[str], str, list[str]]:
@@ -137,19 +142,29 @@ def _csv_head(path: Path, name: str, *, compressed: bool) -> tuple[list[str], st
     return header, delimiter, lines
 
 
-def _read_csv(path: Path, name: str, *, compressed: bool) -> pa.Table:
+def _read_csv(path: Path, name: str, *, compressed: bool, numeric=()) -> pa.Table:
     header, delimiter, lines = _csv_head(path, name, compressed=compressed)
     if len(lines) < 2 or not any(line.strip() for line in lines[1:]):
         raise InputError("no data rows (only a header)", source=name)
-    try:
+
+    def read(numbers):
         return pacsv.read_csv(
             path,
             read_options=pacsv.ReadOptions(column_names=header, skip_rows=1),
             parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(
-                column_types={c: pa.string() for c in header},
+                column_types={c: pa.float64() if c in numbers else pa.string() for c in header},
                 null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False),
         )
+
+    numbers = {c for c in numeric if c} & set(header)
+    if numbers:
+        try:
+            return read(numbers)
+        except (pa.ArrowInvalid, UnicodeDecodeError):
+            pass  # read again as text: the errors below, or validation, name the bad cell
+    try:
+        return read(set())
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         message = _first_line(exc)
         if "UTF8" in message or "utf-8" in message.lower() or "utf8" in message.lower():
