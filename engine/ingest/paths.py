@@ -83,11 +83,11 @@ def read_paths(source, *, path: str = "path", conversions: str = "total_conversi
     texts = arrow[path].cast(pa.string())
     if not _looks_valid(numbers, texts):
         _explain(arrow, path, conversions, value, nulls, sep, name, engine)
-    if not pc.any(pc.match_substring(texts, sep)).as_py():
-        _check_separator(texts, path, sep, name)
 
     offsets, raw, parts = _split_paths(texts, sep)
-    channels, codes, mapping = _channels(raw, parts, offsets, path, sep, name)
+    if offsets[-1] == n_rows:  # one piece per path: the separator never occurs
+        _check_separator(texts, path, sep, name)
+    channels, codes, mapping = _channels(raw, parts, offsets, path, sep, name, texts)
     notes = []
     if mapping:
         notes.append("channel names differing only in case merged: " + ", ".join(
@@ -125,7 +125,8 @@ def _fast_number(arrow, column) -> np.ndarray | None:
 
 def _looks_valid(numbers, texts) -> bool:
     """True when no cell needs explaining: every count present, finite and non-negative, every
-    value present where there are conversions, every path with a non-blank character."""
+    value present where there are conversions, no path missing (blank paths are caught with
+    empty channel names)."""
     conversions, value, nulls = numbers["conversions"], numbers["value"], numbers["nulls"]
     if any(array is None for array in numbers.values()):
         return False
@@ -135,7 +136,7 @@ def _looks_valid(numbers, texts) -> bool:
     if np.any((conversions > 0) & np.isnan(value)) or np.any(np.isinf(value)) \
             or np.any(value < 0):
         return False
-    return texts.null_count == 0 and pc.all(pc.match_substring_regex(texts, r"\S")).as_py()
+    return texts.null_count == 0
 
 
 def _explain(arrow, path, conversions, value, nulls, sep, name, engine) -> None:
@@ -232,7 +233,7 @@ def _split_paths(texts: pa.ChunkedArray, sep: str):
 _WHITESPACE = re.compile(r"[\t\n\f\r ]+")
 
 
-def _channels(raw: list[str], parts, offsets: np.ndarray, path, sep, name):
+def _channels(raw: list[str], parts, offsets: np.ndarray, path, sep, name, texts):
     """Channel vocabulary and codes from the raw pieces between separators.
 
     Names are cleaned (as :func:`engine.ingest.queries.clean_name`), checked and merged across
@@ -258,8 +259,11 @@ def _channels(raw: list[str], parts, offsets: np.ndarray, path, sep, name):
              lambda c: sep.strip() == ">" and c[-1:] in ("-", "="))):
         hits = [i for i, c in enumerate(cleaned) if bad(c)]
         if hits:
-            raise InputError(message, source=name, column=path,
-                             row=min(first_row(i) for i in hits))
+            row = min(first_row(i) for i in hits)
+            cell = texts[row - 1].as_py()
+            if not cell.strip():
+                message = f"path is empty ({cell!r})"
+            raise InputError(message, source=name, column=path, row=row)
     counts = np.zeros(len(raw))
     for _, remap, index in parts:
         np.add.at(counts, remap, np.bincount(index, minlength=len(remap)))
