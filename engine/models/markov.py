@@ -298,10 +298,16 @@ def transition_counts(journeys: Journeys, order: int = 1,
     key[starts] = 0
     key *= n_transient
     key += state
-    inner, at = _group(key, n_transient * n_transient)
+    pairs = n_transient * n_transient
+    if pairs <= max(_DENSE_KEYS, 2 * n):  # few possible pairs: count them all directly
+        inner_count = np.bincount(key, np.repeat(weight, lengths), minlength=pairs)
+        inner = np.flatnonzero(inner_count)
+        inner_count = inner_count[inner]
+    else:
+        inner, at = _group(key, pairs)
+        inner_count = np.bincount(at, np.repeat(weight, lengths), minlength=len(inner))
+        del at
     del key
-    inner_count = np.bincount(at, np.repeat(weight, lengths), minlength=len(inner))
-    del at
     ends = state[starts + lengths - 1]
     del state
     converting = conversions > 0

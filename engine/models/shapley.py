@@ -29,11 +29,16 @@ Value functions (``Shapley(value=...)``)
         indicators (default: logistic regression) predicts for the indicator vector of ``S``,
         evaluated on every coalition; value: that probability times the value per conversion of
         the journeys with set ``S`` (the overall mean where none converted).
-    ``"casv"`` (Singal, Besbes, Desir, Goyal & Iyengar 2022, counterfactual adjusted Shapley)
+    ``"casv"`` (after Singal, Besbes, Desir, Goyal & Iyengar 2022, counterfactual adjusted
+    Shapley)
         ``v(S)`` is the conversion probability (expected value) of the fitted Markov chain
         (:class:`engine.models.Markov`, ``markov_order``) in the counterfactual where the
         channels outside ``S`` are removed (their states send walks to ``(null)``), so
-        ``v(N)`` is the chain's conversion probability and ``v({}) = 0``.
+        ``v(N)`` is the chain's conversion probability and ``v({}) = 0``: the Markov
+        counterfactual game the paper builds its attribution on, solved as a plain Shapley
+        value over channels. The paper's own estimator, which adjusts the value state by state
+        along the chain, is not reproduced here; where they differ, this one is the Shapley value
+        of the chain-level counterfactual game.
 
     Where a game's Shapley values do not sum to the totals (every game but the simplified one),
     credit is each channel's share of the positive Shapley values times the total conversions
