@@ -451,3 +451,15 @@ def test_markov_order_option_and_auto(tmp_path, example):
     assert "markov order 1 chosen" in result.stderr
     result = invoke("run", "example", "-m", "markov", "--order", "two")
     assert result.exit_code == 2 and "integer or 'auto'" in result.stderr
+
+
+def test_shapley_value_function_as_a_parameter(tmp_path, example):
+    out = tmp_path / "s.csv"
+    result = invoke("-q", "run", "example", "-m", "shapley", "-p",
+                    "shapley.value=conversion_rate", "-p", "shapley.n_draws=20", "-o", out)
+    assert result.exit_code == 0, result.stderr
+    expected = engine.compare([engine.models.Shapley(value="conversion_rate", n_draws=20,
+                                                     rng=0)], example)
+    same_table(pd.read_csv(out), expected)
+    result = invoke("run", "example", "-m", "shapley", "-p", "shapley.value=banzhaf")
+    assert result.exit_code == 2 and "value must be one of" in result.stderr
