@@ -135,9 +135,9 @@ def test_repeated_paths_are_found_across_hash_blocks(monkeypatch):
     distinct = engine.Journeys.from_lists([["a", "b"], ["b", "a", "c"], ["c"], ["a", "b", "a"],
                                            ["b"], ["a", "c", "b", "a"]], conversions=[1] * 6)
     assert not paths._has_repeats(distinct)
+    rows = distinct.path_lists().to_pylist()
     for row in range(6):
-        repeated = engine.Journeys.from_lists(
-            distinct.path_lists().to_pylist() + [distinct.path_lists().to_pylist()[row]], conversions=[1] * 7)
+        repeated = engine.Journeys.from_lists(rows + [rows[row]], conversions=[1] * 7)
         assert paths._has_repeats(repeated), row
 
 

@@ -1,6 +1,7 @@
 """Attribution models. Every model has the same face: ``Model(**params).fit(journeys).attribute()``."""
 
 from engine.models._base import REGISTRY, AttributionModel, available_models, get_model
+from engine.models.fractribution import Fractribution
 from engine.models.markov import Markov
 from engine.models.shapley import Shapley
 from engine.models.rules import (CustomPosition, FirstTouch, FullPath, LastNonDirect, LastTouch,
@@ -8,4 +9,4 @@ from engine.models.rules import (CustomPosition, FirstTouch, FullPath, LastNonDi
 
 __all__ = ["AttributionModel", "REGISTRY", "available_models", "get_model", "FirstTouch",
            "LastTouch", "LastNonDirect", "Linear", "TimeDecay", "PositionBased", "CustomPosition",
-           "WShaped", "FullPath", "Markov", "Shapley"]
+           "WShaped", "FullPath", "Markov", "Shapley", "Fractribution"]

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import inspect
+from numbers import Integral, Real
 from typing import ClassVar
+
+import numpy as np
 
 import pandas as pd
 
@@ -81,6 +84,26 @@ class AttributionModel:
 
     def _validate_params(self) -> None:
         """Check hyper-parameters at fit time (``__init__`` does no work)."""
+
+    def _check_sampling(self) -> None:
+        """Checks shared by models that draw: ``ci_level``, ``n_draws`` and ``rng``."""
+        level, draws, rng = self.ci_level, self.n_draws, self.rng
+        if not isinstance(level, Real) or isinstance(level, bool) or not 0 < level < 1:
+            raise EngineError(f"{self.name}: ci_level must be a number between 0 and 1, not "
+                              f"{level!r}")
+        if not isinstance(draws, Integral) or isinstance(draws, bool) or draws < 0:
+            raise EngineError(f"{self.name}: n_draws must be a non-negative integer, not "
+                              f"{draws!r}")
+        if not (rng is None or isinstance(rng, (Integral, np.random.Generator))) \
+                or isinstance(rng, bool):
+            raise EngineError(f"{self.name}: rng must be None, an integer seed or a "
+                              f"numpy.random.Generator, not {rng!r}")
+
+    def _intervals(self, draws: dict) -> dict:
+        """Equal-tailed ``ci_level`` bounds ``(lower, upper)`` of every array of draws."""
+        tail = (1.0 - self.ci_level) / 2.0
+        return {key: tuple(np.quantile(values, [tail, 1.0 - tail], axis=0))
+                for key, values in draws.items()}
 
     def _fit(self, journeys: Journeys) -> None:
         raise NotImplementedError

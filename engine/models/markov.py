@@ -68,7 +68,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import cached_property
-from numbers import Integral, Real
+from numbers import Integral
 
 import numpy as np
 import pandas as pd
@@ -716,12 +716,6 @@ def simulate_walks(chain: MarkovChain, n_walks: int, rng=None, *, probability=No
     return Walks(converted=converted, value=value, visited=visited)
 
 
-def _interval(draws: np.ndarray, ci_level: float) -> tuple[np.ndarray, np.ndarray]:
-    tail = (1.0 - ci_level) / 2.0
-    lower, upper = np.quantile(draws, [tail, 1.0 - tail], axis=0)
-    return lower, upper
-
-
 def _credit(scores: np.ndarray, total: float) -> np.ndarray:
     """Credit proportional to ``scores`` (last axis: channels) summing to ``total``."""
     scores = np.nan_to_num(scores)
@@ -846,18 +840,7 @@ class Markov(AttributionModel):
         if self.removal not in REMOVALS:
             raise EngineError(f"markov: removal must be 'channel' or 'state', not "
                               f"{self.removal!r}")
-        if (not isinstance(self.ci_level, Real) or isinstance(self.ci_level, bool)
-                or not 0 < self.ci_level < 1):
-            raise EngineError(f"markov: ci_level must be a number between 0 and 1, not "
-                              f"{self.ci_level!r}")
-        if not isinstance(self.n_draws, Integral) or isinstance(self.n_draws, bool) \
-                or self.n_draws < 0:
-            raise EngineError(f"markov: n_draws must be a non-negative integer, not "
-                              f"{self.n_draws!r}")
-        if not (self.rng is None or isinstance(self.rng, (Integral, np.random.Generator))) \
-                or isinstance(self.rng, bool):
-            raise EngineError(f"markov: rng must be None, an integer seed or a "
-                              f"numpy.random.Generator, not {self.rng!r}")
+        self._check_sampling()
 
     @staticmethod
     def _check_journeys(journeys: Journeys) -> None:
@@ -913,7 +896,7 @@ class Markov(AttributionModel):
                 "value": _credit(drawn[..., 1], totals[1]),
                 "removal_effect_conversions": drawn[..., 0],
                 "removal_effect_value": drawn[..., 1]}
-            bounds = {key: _interval(draws, self.ci_level) for key, draws in self.draws_.items()}
+            bounds = self._intervals(self.draws_)
         nan = np.full(len(chain.channels), np.nan)
         table = {"channel": list(chain.channels)}
         for key, column in (("removal_effect_conversions", scores[:, 0]),

@@ -83,7 +83,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from math import comb
-from numbers import Integral, Real
+from numbers import Integral
 
 import numpy as np
 import pandas as pd
@@ -382,28 +382,38 @@ def shapley_sampled(evaluate, n: int, n_permutations: int, rng=None,
 # -- games -----------------------------------------------------------------------------------
 
 def _bootstrap(journeys: Journeys, coalitions: Coalitions, n_draws: int, rng,
-               chunk: int = 32):
+               chunk: int = 64):
     """Bayesian-bootstrap coalition measures: (conversions, nulls, value), each
-    ``(n_coalitions, n_draws)``. Rows are summed into coalitions by one ``reduceat`` over rows
-    sorted by coalition, ``chunk`` draws at a time."""
+    ``(n_coalitions, n_draws)``.
+
+    Every journey weighs ``Exp(1)``; weights are then scaled to sum to the number of journeys.
+    A sum of ``c`` independent ``Exp(1)`` weights is ``Gamma(c)``, so the non-converting
+    journeys of a coalition are drawn as one ``Gamma(nulls)`` (exact in distribution, and cheap:
+    most rows of a path table do not convert). Converting rows are drawn row by row, because
+    their value per conversion differs.
+    """
     rng = np.random.default_rng(rng)
     total = float((journeys.conversions + journeys.nulls).sum())
-    order = np.argsort(coalitions.index, kind="stable")
-    starts = np.flatnonzero(np.r_[True, np.diff(coalitions.index[order]) != 0])
-    conversions, nulls = journeys.conversions[order], journeys.nulls[order]
-    per_conversion = np.divide(journeys.value, journeys.conversions,
-                               out=np.zeros(journeys.n_journeys),
-                               where=journeys.conversions > 0)[order]
-    out = [np.empty((len(coalitions.masks), n_draws)) for _ in range(3)]
+    m = len(coalitions.masks)
+    rows = np.flatnonzero(journeys.conversions > 0)
+    rows = rows[np.argsort(coalitions.index[rows], kind="stable")]
+    owner = coalitions.index[rows]
+    starts = np.flatnonzero(np.r_[True, np.diff(owner) != 0]) if len(rows) else rows
+    present = owner[starts]
+    shape = journeys.conversions[rows]
+    per_conversion = journeys.value[rows] / shape
+    out = [np.zeros((m, n_draws)) for _ in range(3)]
     for lo in range(0, n_draws, chunk):
         k = min(chunk, n_draws - lo)
-        conv = rng.standard_gamma(np.repeat(conversions[:, None], k, axis=1))
-        null = rng.standard_gamma(np.repeat(nulls[:, None], k, axis=1))
+        conv = rng.standard_gamma(np.repeat(shape[:, None], k, axis=1))
+        null = rng.standard_gamma(np.repeat(coalitions.nulls[:, None], k, axis=1))
         scale = total / (conv.sum(axis=0) + null.sum(axis=0))
-        conv *= scale
-        null *= scale
-        for target, weights in zip(out, (conv, null, conv * per_conversion[:, None])):
-            target[:, lo:lo + k] = np.add.reduceat(weights, starts, axis=0)
+        out[1][:, lo:lo + k] = null * scale
+        if len(rows):
+            conv *= scale
+            out[0][present, lo:lo + k] = np.add.reduceat(conv, starts, axis=0)
+            out[2][present, lo:lo + k] = np.add.reduceat(conv * per_conversion[:, None], starts,
+                                                         axis=0)
     return tuple(out)
 
 
@@ -477,26 +487,18 @@ class Shapley(AttributionModel):
         if self.unobserved not in UNOBSERVED:
             raise EngineError(f"shapley: unobserved must be 'zero' or 'model', not "
                               f"{self.unobserved!r}")
-        for name, low in (("max_exact_channels", 1), ("n_permutations", 2), ("n_draws", 0),
-                          ("markov_order", 1)):
+        for name, low in (("max_exact_channels", 1), ("n_permutations", 2), ("markov_order", 1)):
             number = getattr(self, name)
             if not isinstance(number, Integral) or isinstance(number, bool) or number < low:
                 raise EngineError(f"shapley: {name} must be an integer >= {low}, not {number!r}")
         if self.max_exact_channels > 26:
             raise EngineError("shapley: max_exact_channels above 26 needs more than 2^26 "
                               "coalitions in memory; sample beyond (that is what it is for)")
-        if (not isinstance(self.ci_level, Real) or isinstance(self.ci_level, bool)
-                or not 0 < self.ci_level < 1):
-            raise EngineError(f"shapley: ci_level must be between 0 and 1, not "
-                              f"{self.ci_level!r}")
         if self.classifier is not None and not (hasattr(self.classifier, "fit")
                                                 and hasattr(self.classifier, "predict_proba")):
             raise EngineError("shapley: classifier must be a scikit-learn classifier with fit "
                               "and predict_proba")
-        if not (self.rng is None or isinstance(self.rng, (Integral, np.random.Generator))) \
-                or isinstance(self.rng, bool):
-            raise EngineError(f"shapley: rng must be None, an integer seed or a "
-                              f"numpy.random.Generator, not {self.rng!r}")
+        self._check_sampling()
 
     # -- fitting --------------------------------------------------------------------------------
     def _fit(self, journeys: Journeys) -> None:
@@ -548,9 +550,7 @@ class Shapley(AttributionModel):
         if self.n_draws:
             conv, value = self._draws(journeys, coalitions, totals, rng)
             self.draws_ = {"conversions": conv, "value": value}
-            tail = (1.0 - self.ci_level) / 2.0
-            self._bounds = {key: np.quantile(draws, [tail, 1.0 - tail], axis=0)
-                            for key, draws in self.draws_.items()}
+            self._bounds = self._intervals(self.draws_)
 
     @staticmethod
     def _simplified(members, conversions, value) -> np.ndarray:
@@ -586,10 +586,10 @@ class Shapley(AttributionModel):
         per_conversion = np.divide(value, conversions, out=np.full(len(value), overall),
                                    where=conversions > 0)
 
-        def evaluate(members):
+        def evaluate(members, masks=None):
             members = np.asarray(members, dtype=bool)
             rate = _predict(classifier, members)
-            row = _lookup(coalitions.masks, _from_members(members))
+            row = _lookup(coalitions.masks, _from_members(members) if masks is None else masks)
             found = row >= 0
             worth = rate * np.where(found, per_conversion[np.maximum(row, 0)], overall)
             if observed_rate is not None:
@@ -623,7 +623,7 @@ class Shapley(AttributionModel):
         chain = self.chain_
         contains = chain.contains  # (n_transient, n_channels); (start) holds none
 
-        def evaluate(members):
+        def evaluate(members, masks=None):
             # A coalition keeps the states all of whose channels are in it.
             outside = ~np.asarray(members, dtype=bool)
             removed = (contains.astype(np.uint8) @ outside.T.astype(np.uint8)).T > 0
@@ -633,7 +633,8 @@ class Shapley(AttributionModel):
 
     def _solve(self, evaluate, n, rng):
         if n <= self.max_exact_channels:
-            return shapley_exact(evaluate(all_coalitions(n))), None
+            masks = np.arange(1 << n, dtype=np.int64)[:, None]  # row = mask, one word
+            return shapley_exact(evaluate(all_coalitions(n), masks)), None
         self.exact_ = False
         return shapley_sampled(evaluate, n, int(self.n_permutations), rng)
 
