@@ -97,6 +97,7 @@ VALUE_FUNCTIONS = ("simplified", "ordered", "conversion_rate", "model", "casv")
 UNOBSERVED = ("zero", "model")
 BITS = 62  # channels per mask word: bit 63 stays clear, so words are non-negative int64
 _HASH = np.uint64(0x9E3779B97F4A7C15)
+_CASV_BATCH = 2048  # coalitions whose Markov counterfactuals are solved together
 
 
 # -- coalitions ----------------------------------------------------------------------------------
@@ -624,10 +625,15 @@ class Shapley(AttributionModel):
         contains = chain.contains  # (n_transient, n_channels); (start) holds none
 
         def evaluate(members, masks=None):
-            # A coalition keeps the states all of whose channels are in it.
+            # A coalition keeps the states all of whose channels are in it; coalitions are
+            # solved in batches, each batch's removals as the columns of one iteration.
             outside = ~np.asarray(members, dtype=bool)
-            removed = (contains.astype(np.uint8) @ outside.T.astype(np.uint8)).T > 0
-            return absorption(chain, probability, removed)[0, 1:, :]
+            out = []
+            for lo in range(0, len(outside), _CASV_BATCH):
+                part = outside[lo:lo + _CASV_BATCH]
+                removed = (contains.astype(np.uint8) @ part.T.astype(np.uint8)).T > 0
+                out.append(absorption(chain, probability, removed)[0, 1:, :])
+            return np.concatenate(out)
 
         return evaluate
 
