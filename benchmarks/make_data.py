@@ -7,7 +7,9 @@ Two outputs, both written under ``--out`` (default ``benchmarks/data/``, git-ign
     total_conversion_value,total_null``, channels joined by ``" > "``). ``--journeys`` journeys
     (default 1,000,000) with geometric lengths, Zipf-like channel popularity and runs of the same
     channel, collapsing to about 170k unique paths. Whether a journey converts depends on its
-    channels (each channel has its own lift), its value on its last channel.
+    channels (each channel has its own lift), its value on its last channel. With ``--channels``
+    other than 10 the file is ``paths_<journeys>_<channels>ch.csv``; beyond the 12 named
+    channels, generated ones (``channel_013``, ...) follow, up to 999.
 
 ``events_<touches>.parquet``
     A raw event log of ``--touches`` touches (default 10,000,000) plus the conversions they lead
@@ -49,12 +51,37 @@ LIFT = np.array([0.35, 0.25, 0.05, -0.05, 0.30, 0.0, 0.20, 0.10, -0.10, 0.15, 0.
 TOUCH_CONVERSION = np.array([0.045, 0.035, 0.03, 0.008, 0.04, 0.012, 0.03, 0.02, 0.006, 0.02,
                              0.015, 0.01])
 SIX_MONTHS_US = np.int64(182 * 86_400 * 1_000_000)
+MAX_PATH_CHANNELS = 999
+DEFAULT_CHANNELS = 10
 START = np.datetime64("2025-01-01T00:00:00", "us")
 
 
 def _popularity(n_channels: int, exponent: float) -> np.ndarray:
     weights = 1.0 / np.arange(1, n_channels + 1) ** exponent
     return weights / weights.sum()
+
+
+def channel_names(n_channels: int) -> tuple[str, ...]:
+    """The 12 named channels, then generated names ``channel_013``, ``channel_014``, ...."""
+    extra = tuple(f"channel_{i:03d}" for i in range(len(CHANNELS) + 1, n_channels + 1))
+    return CHANNELS[:n_channels] + extra
+
+
+def channel_lifts(n_channels: int) -> np.ndarray:
+    """``LIFT`` for the named channels; beyond them its pattern repeats, shrunk by 0.8 per cycle.
+
+    Deterministic (no draw from the generator), so the first 12 lifts, the random stream and
+    therefore every table of up to 12 channels are exactly what they were before channels
+    beyond 12 existed.
+    """
+    index = np.arange(n_channels)
+    return LIFT[index % len(LIFT)] * 0.8 ** (index // len(LIFT))
+
+
+def path_file_name(n_journeys: int, n_channels: int = DEFAULT_CHANNELS) -> str:
+    """``paths_<journeys>.csv`` for the default 10 channels, else ``..._<channels>ch.csv``."""
+    suffix = "" if n_channels == DEFAULT_CHANNELS else f"_{n_channels}ch"
+    return f"paths_{n_journeys}{suffix}.csv"
 
 
 def _with_runs(fresh: np.ndarray, first: np.ndarray, repeat: float,
@@ -76,10 +103,11 @@ def path_table(n_journeys: int = 1_000_000, n_channels: int = 10, *,
     Lengths are geometric (mean 1/0.3 touches), channels Zipf-like (exponent 0.9) with a 30 %
     chance of repeating the previous channel. A journey converts with probability
     ``sigmoid(-3.4 + sum of its touches' channel lifts)``; its value is log-normal with a mean
-    that grows with its last channel's lift.
+    that grows with its last channel's lift. Channels beyond the 12 named ones get generated
+    names and lifts (:func:`channel_names`, :func:`channel_lifts`).
     """
-    if not 2 <= n_channels <= len(CHANNELS):
-        raise ValueError(f"n_channels must be between 2 and {len(CHANNELS)}")
+    if not 2 <= n_channels <= MAX_PATH_CHANNELS:
+        raise ValueError(f"n_channels must be between 2 and {MAX_PATH_CHANNELS}")
     lengths = rng.geometric(0.3, n_journeys)
     offsets = np.zeros(n_journeys + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
@@ -88,13 +116,13 @@ def path_table(n_journeys: int = 1_000_000, n_channels: int = 10, *,
     fresh = rng.choice(n_channels, offsets[-1], p=_popularity(n_channels, 0.9))
     codes = _with_runs(fresh, first, 0.3, rng)
     journey = np.repeat(np.arange(n_journeys), lengths)
-    lift = LIFT[:n_channels]
+    lift = channel_lifts(n_channels)
     logit = -3.4 + np.bincount(journey, lift[codes], minlength=n_journeys)
     converted = rng.random(n_journeys) < 1.0 / (1.0 + np.exp(-logit))
     last = codes[offsets[1:] - 1]
     value = np.where(converted, rng.lognormal(3.8 + 2.0 * lift[last], 0.7), 0.0)
 
-    names = pa.array(CHANNELS[:n_channels]).take(pa.array(codes))
+    names = pa.array(channel_names(n_channels)).take(pa.array(codes))
     paths = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), names), " > ")
     unique = pc.dictionary_encode(paths)
     index = unique.indices.to_numpy()
@@ -193,7 +221,9 @@ def main(argv=None) -> None:
                         help="journeys in the path table (default 1,000,000)")
     parser.add_argument("--touches", type=int, default=10_000_000,
                         help="touch events in the event log (default 10,000,000)")
-    parser.add_argument("--channels", type=int, default=10, help="channels (2-12, default 10)")
+    parser.add_argument("--channels", type=int, default=DEFAULT_CHANNELS,
+                        help=f"channels (2-{MAX_PATH_CHANNELS} in the path table, 2-12 in the "
+                        f"event log; default {DEFAULT_CHANNELS})")
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--out", type=Path, default=DATA, help=f"output folder (default {DATA})")
     args = parser.parse_args(argv)
@@ -202,7 +232,7 @@ def main(argv=None) -> None:
     if args.what in ("paths", "all"):
         began = time.perf_counter()
         table = path_table(args.journeys, args.channels, rng=rng)
-        target = args.out / f"paths_{args.journeys}.csv"
+        target = args.out / path_file_name(args.journeys, args.channels)
         table.to_csv(target, index=False)
         print(f"{target}: {args.journeys:,} journeys, {len(table):,} unique paths, "
               f"{table.total_conversions.sum():,} conversions "
