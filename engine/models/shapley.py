@@ -83,6 +83,8 @@ Rubin, D. B. (1981). The Bayesian bootstrap. The Annals of Statistics 9(1), 130-
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from math import comb
@@ -100,7 +102,7 @@ VALUE_FUNCTIONS = ("simplified", "ordered", "conversion_rate", "model", "casv")
 UNOBSERVED = ("zero", "model")
 BITS = 62  # channels per mask word: bit 63 stays clear, so words are non-negative int64
 _HASH = np.uint64(0x9E3779B97F4A7C15)
-_CASV_BATCH = 2048  # coalitions whose Markov counterfactuals are solved together
+_CASV_BATCH = 512  # coalitions whose Markov counterfactuals are solved together
 
 
 # -- coalitions ----------------------------------------------------------------------------------
@@ -634,12 +636,19 @@ class Shapley(AttributionModel):
             # A coalition keeps the states all of whose channels are in it; coalitions are
             # solved in batches, each batch's removals as the columns of one iteration.
             outside = ~np.asarray(members, dtype=bool)
-            out = []
-            for lo in range(0, len(outside), _CASV_BATCH):
+            held = contains.astype(np.uint8)
+
+            def solve(lo):
                 part = outside[lo:lo + _CASV_BATCH]
-                removed = (contains.astype(np.uint8) @ part.T.astype(np.uint8)).T > 0
-                out.append(absorption(chain, probability, removed)[0, 1:, :])
-            return np.concatenate(out)
+                removed = (held @ part.T.astype(np.uint8)).T > 0
+                return absorption(chain, probability, removed)[0, 1:, :]
+
+            starts = range(0, len(outside), _CASV_BATCH)
+            workers = min(len(starts), os.cpu_count() or 1)
+            if workers < 2:
+                return np.concatenate([solve(lo) for lo in starts])
+            with ThreadPoolExecutor(workers) as pool:  # numpy releases the GIL in the solves
+                return np.concatenate(list(pool.map(solve, starts)))
 
         return evaluate
 
