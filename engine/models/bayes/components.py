@@ -1,0 +1,181 @@
+"""Media transformation components of the Bayesian ROAS model: adstock and saturation.
+
+Each component is a small object holding its hyper-parameters and default priors. The same
+formula serves two array libraries: ``apply(x, params, xp=numpy)`` with numpy arrays (posterior
+predictions, counterfactuals, hand checks) and with ``pytensor.tensor`` inside the PyMC model, so
+the model and every prediction made from its draws cannot disagree.
+
+Shapes: spend ``x`` is ``(..., T, C)`` (periods by channels, optional leading draw axis); every
+parameter is ``(..., C)`` and broadcasts against it. Saturation inputs are spend divided by the
+channel's scale (its mean positive spend), so parameters are comparable across channels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.errors import EngineError
+
+
+def _lagged(x, max_lag: int, xp):
+    """``(L, ..., T, C)``: ``x`` shifted down by 0 .. L-1 periods, zeros before the start."""
+    periods = x.shape[-2] if xp is np else x.type.shape[-2]  # static for pytensor constants
+    if periods is None:
+        raise EngineError("adstock: the number of periods must be known when building the model")
+    out = []
+    for lag in range(max_lag):
+        if lag == 0:
+            out.append(x)
+            continue
+        if lag >= periods:
+            out.append(xp.zeros_like(x))
+            continue
+        out.append(xp.concatenate([xp.zeros_like(x[..., :lag, :]), x[..., : periods - lag, :]],
+                                  axis=-2))
+    return xp.stack(out, axis=0)
+
+
+def _convolve(x, weights, max_lag: int, xp):
+    """``sum_l weights[l] * x[t - l]``: weights ``(L, ..., C)`` with a period axis added."""
+    lagged = _lagged(x, max_lag, xp)  # (L, ..., T, C)
+    return (lagged * xp.expand_dims(weights, -2)).sum(axis=0)
+
+
+@dataclass(frozen=True)
+class GeometricAdstock:
+    """Geometric carryover: ``w_l = alpha^l`` for ``l < max_lag`` (normalised to sum to 1 when
+    ``normalize``), so ``alpha`` is the share of an effect that carries into the next period.
+
+    Prior: ``alpha ~ Beta(alpha_prior)`` per channel.
+
+    Examples
+    --------
+    >>> GeometricAdstock(max_lag=3, normalize=False).apply(
+    ...     np.array([[1.0], [0.0], [0.0], [2.0]]), {"alpha": np.array([0.5])}).ravel().tolist()
+    [1.0, 0.5, 0.25, 2.0]
+    """
+
+    max_lag: int = 8
+    normalize: bool = True
+    alpha_prior: tuple = (1.0, 3.0)
+
+    def __post_init__(self):
+        if not isinstance(self.max_lag, int) or self.max_lag < 1:
+            raise EngineError(f"adstock: max_lag must be a positive integer, not {self.max_lag!r}")
+
+    parameters = ("alpha",)
+
+    def weights(self, params, xp=np):
+        alpha = params["alpha"]
+        lags = np.arange(self.max_lag, dtype=float).reshape((-1,) + (1,) * alpha.ndim)
+        w = xp.power(xp.expand_dims(alpha, 0), lags)
+        if self.normalize:
+            w = w / w.sum(axis=0)
+        return w
+
+    def apply(self, x, params, xp=np):
+        return _convolve(x, self.weights(params, xp), self.max_lag, xp)
+
+    def priors(self, pm, dims: str):
+        return {"alpha": pm.Beta("adstock_alpha", *self.alpha_prior, dims=dims)}
+
+
+@dataclass(frozen=True)
+class DelayedAdstock:
+    """Delayed carryover (Jin et al. 2017): ``w_l = alpha^((l - theta)^2)``, normalised, so the
+    effect peaks ``theta`` periods after the spend.
+
+    Priors: ``alpha ~ Beta(alpha_prior)``, ``theta ~ Uniform(0, max_lag - 1)`` per channel.
+
+    Examples
+    --------
+    >>> w = DelayedAdstock(max_lag=4).weights({"alpha": np.array([0.5]),
+    ...                                        "theta": np.array([1.0])})
+    >>> (w.ravel() * 2.75).round(6).tolist()   # 0.5^1, 0.5^0, 0.5^1, 0.5^4 over their sum 2.0625
+    [0.666667, 1.333333, 0.666667, 0.083333]
+    """
+
+    max_lag: int = 8
+    alpha_prior: tuple = (2.0, 2.0)
+
+    def __post_init__(self):
+        if not isinstance(self.max_lag, int) or self.max_lag < 2:
+            raise EngineError(f"delayed adstock: max_lag must be an integer >= 2, not "
+                              f"{self.max_lag!r}")
+
+    parameters = ("alpha", "theta")
+
+    def weights(self, params, xp=np):
+        alpha, theta = params["alpha"], params["theta"]
+        lags = np.arange(self.max_lag, dtype=float).reshape((-1,) + (1,) * alpha.ndim)
+        w = xp.power(xp.expand_dims(alpha, 0), (lags - xp.expand_dims(theta, 0)) ** 2)
+        return w / w.sum(axis=0)
+
+    def apply(self, x, params, xp=np):
+        return _convolve(x, self.weights(params, xp), self.max_lag, xp)
+
+    def priors(self, pm, dims: str):
+        return {"alpha": pm.Beta("adstock_alpha", *self.alpha_prior, dims=dims),
+                "theta": pm.Uniform("adstock_theta", 0.0, self.max_lag - 1.0, dims=dims)}
+
+
+@dataclass(frozen=True)
+class HillSaturation:
+    """Hill curve ``x^s / (x^s + K^s)`` of scaled spend: ``K`` the half-saturation point (in
+    units of the channel's mean positive spend), ``s`` the shape (``s > 1``: S-curve).
+
+    Priors: ``K ~ Gamma(half_prior)``, ``s ~ Gamma(shape_prior)`` per channel.
+
+    Examples
+    --------
+    >>> HillSaturation().apply(np.array([[1.0], [3.0]]),
+    ...                        {"half": np.array([1.0]), "shape": np.array([2.0])}).ravel().tolist()
+    [0.5, 0.9]
+    """
+
+    half_prior: tuple = (2.0, 2.0)
+    shape_prior: tuple = (3.0, 2.0)
+
+    parameters = ("half", "shape")
+
+    def apply(self, x, params, xp=np):
+        half = xp.expand_dims(params["half"], -2)
+        shape = xp.expand_dims(params["shape"], -2)
+        powered = xp.power(xp.maximum(x, 0.0), shape)
+        return powered / (powered + xp.power(half, shape))
+
+    def priors(self, pm, dims: str):
+        return {"half": pm.Gamma("saturation_half", *self.half_prior, dims=dims),
+                "shape": pm.Gamma("saturation_shape", *self.shape_prior, dims=dims)}
+
+
+@dataclass(frozen=True)
+class LogisticSaturation:
+    """Logistic curve ``(1 - exp(-lam x)) / (1 + exp(-lam x))`` of scaled spend (0 at 0, 1 in
+    the limit; ``lam`` the steepness).
+
+    Prior: ``lam ~ Gamma(lam_prior)`` per channel.
+
+    Examples
+    --------
+    >>> LogisticSaturation().apply(np.array([[0.0], [np.log(3.0)]]),
+    ...                            {"lam": np.array([1.0])}).ravel().round(6).tolist()
+    [0.0, 0.5]
+    """
+
+    lam_prior: tuple = (3.0, 1.0)
+
+    parameters = ("lam",)
+
+    def apply(self, x, params, xp=np):
+        decay = xp.exp(-xp.expand_dims(params["lam"], -2) * x)
+        return (1.0 - decay) / (1.0 + decay)
+
+    def priors(self, pm, dims: str):
+        return {"lam": pm.Gamma("saturation_lam", *self.lam_prior, dims=dims)}
+
+
+ADSTOCKS = {"geometric": GeometricAdstock, "delayed": DelayedAdstock}
+SATURATIONS = {"hill": HillSaturation, "logistic": LogisticSaturation}
