@@ -220,7 +220,7 @@ class BayesianROAS:
             values[name] = column
         if len(dates) < 3:
             raise InputError(f"{len(dates)} periods; a time series model needs many more")
-        gaps = np.diff(dates.asi8) / 86_400e9
+        gaps = np.diff(dates.to_numpy()) / np.timedelta64(1, "D")
         step = float(np.median(gaps))
         irregular = np.flatnonzero(np.abs(gaps - step) > 0.5)
         if len(irregular):
@@ -322,7 +322,7 @@ class BayesianROAS:
         days = (dates - start) / np.timedelta64(1, "D")
         span = max(float((series.dates[-1] - series.dates[0]) / np.timedelta64(1, "D")), 1.0)
         trend = (days / span)[:, None] if self.trend else np.zeros((len(dates), 0))
-        day_of_year = (pd.DatetimeIndex(dates).dayofyear.to_numpy() - 1).astype(float)
+        day_of_year = (pd.DatetimeIndex(dates).day_of_year.to_numpy() - 1).astype(float)
         waves = []
         for k in range(1, self.seasonality + 1):
             angle = 2 * np.pi * k * day_of_year / _YEAR_DAYS
