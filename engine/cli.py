@@ -510,6 +510,156 @@ def _check_output(out: Path | None) -> None:
         raise EngineError(f"{out}: is a folder, not a file")
 
 
+def _names(text: str, option: str) -> list[str]:
+    names = [n.strip() for n in (text or "").split(",") if n.strip()]
+    if option == "--channels" and not names:
+        raise EngineError("--channels: name at least one spend column, e.g. --channels a,b")
+    return names
+
+
+def _roas_priors(specs) -> dict | None:
+    """``CHANNEL=MEDIAN:SIGMA`` options as ``{channel: (median, sigma)}``."""
+    priors = {}
+    for spec in specs:
+        channel, _, value = spec.partition("=")
+        median, _, sigma = value.partition(":")
+        try:
+            priors[channel.strip()] = (float(median), float(sigma))
+        except ValueError:
+            raise EngineError(f"--roas-prior {spec!r}: expected CHANNEL=MEDIAN:SIGMA, e.g. "
+                              "search=2:0.5") from None
+    return priors or None
+
+
+@cli.command("roas")
+@click.argument("data", metavar="DATA")
+@click.option("--date", required=True, help="Column of the period start dates.")
+@click.option("--target", required=True, help="Column of the outcome (revenue or conversions).")
+@click.option("--channels", required=True, help="Spend columns, comma-separated.")
+@click.option("--controls", default="", help="Control columns (events, price...), comma-separated.")
+@click.option("--outcome", type=click.Choice(["revenue", "conversions"]), default="revenue",
+              show_default=True, help="What the target counts.")
+@click.option("--adstock", type=click.Choice(["geometric", "delayed"]), default="geometric",
+              show_default=True)
+@click.option("--saturation", type=click.Choice(["logistic", "hill"]), default="logistic",
+              show_default=True)
+@click.option("--max-lag", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Periods of carryover.")
+@click.option("--roas-prior", multiple=True, metavar="CHANNEL=MEDIAN:SIGMA",
+              help="Log-normal prior on a channel's ROAS (repeatable), e.g. search=2:0.5.")
+@click.option("--draws", type=click.IntRange(min=10), default=1000, show_default=True,
+              help="Posterior draws per chain.")
+@click.option("--tune", type=click.IntRange(min=0), default=1000, show_default=True)
+@click.option("--chains", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--sampler", type=click.Choice(["auto", "nutpie", "pymc"]), default="auto",
+              show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the ROAS table here: .csv, .csv.gz or .parquet.")
+@click.option("--save", type=click.Path(dir_okay=False, path_type=Path),
+              help="Save the fitted model (netCDF) for 'attribution budget'.")
+@_global_options
+@click.pass_obj
+def roas_command(settings: Settings, data, date, target, channels, controls, outcome, adstock,
+                 saturation, max_lag, roas_prior, draws, tune, chains, sampler, seed, out,
+                 save):
+    """Fit the Bayesian ROAS model (PyMC) to DATA: one row per period with spend per channel.
+
+    Prints and writes one row per channel: channel, spend, value (contribution), value_lower,
+    value_upper, roas, roas_lower, roas_upper, mroas (and its interval); warns when the sampler
+    did not converge.
+    """
+    from engine.ingest.sources import ROW, load_table
+    from engine.models.bayes import BayesianROAS, ConvergenceWarning
+
+    _check_output(out)
+    frame = load_table(data).drop_columns([ROW]).to_pandas()
+    model = BayesianROAS(adstock=adstock, saturation=saturation, max_lag=max_lag,
+                         roas_prior=_roas_priors(roas_prior), draws=draws, tune=tune,
+                         chains=chains, sampler=sampler, rng=seed,
+                         progress=not settings.quiet)
+    if not settings.quiet:
+        click.echo(f"sampling {chains} chains x {draws} draws (+{tune} tuning)...", err=True)
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        model.fit(frame, date=date, target=target, channels=_names(channels, "--channels"),
+                  controls=_names(controls, "--controls"), outcome=outcome)
+    for warning in caught:
+        if issubclass(warning.category, ConvergenceWarning):
+            click.echo(f"{PROG}: warning: {warning.message}", err=True)
+    table = model.roas_
+    if out is not None:
+        _write(table, out)
+    if save is not None:
+        model.save(save)
+    if not settings.quiet:
+        _stdout().print(_frame(table, f"ROAS ({data}, {outcome})"))
+
+
+@cli.command("budget")
+@click.argument("model_path", metavar="MODEL.nc")
+@click.option("--total", type=float, help="Budget to allocate over the fitted window.")
+@click.option("--bounds", multiple=True, metavar="CHANNEL=LOW:HIGH",
+              help="Per-channel bounds as multipliers of current spend (repeatable), e.g. "
+                   "search=0.5:2; amounts with an 'abs' suffix, e.g. tv=0:1e5abs.")
+@click.option("--scenario", "scenario_specs", multiple=True, metavar="SPEC",
+              help="A plan to evaluate (repeatable), e.g. \"search=+20%,display=-10%\".")
+@click.option("--target", "target_value", type=float,
+              help="Find the cheapest plan reaching this outcome...")
+@click.option("--probability", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              default=0.8, show_default=True, help="...with this probability.")
+@click.option("--objective", type=click.Choice(["mean", "mean_sd", "cvar"]), default="mean",
+              show_default=True, help="What --total maximises.")
+@click.option("--risk", type=float, help="mean_sd: lambda; cvar: tail fraction.")
+@click.option("--resamples", type=click.IntRange(min=0), default=20, show_default=True,
+              help="Bootstrap resamples of the draws for the stability of the plan (0: none).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the plan (or scenarios) table here.")
+@_global_options
+@click.pass_obj
+def budget_command(settings: Settings, model_path, total, bounds, scenario_specs, target_value,
+                   probability, objective, risk, resamples, seed, out):
+    """Scenarios and budget optimisation on a model saved by 'attribution roas --save'.
+
+    With --scenario: the outcome of each plan against the current one. With --total: the
+    allocation that maximises the objective within --bounds. With --target: the cheapest plan
+    reaching the target with --probability.
+    """
+    from engine import budget
+    from engine.models.bayes import BayesianROAS
+
+    if total is None and target_value is None and not scenario_specs:
+        raise EngineError("budget: give --total, --target or --scenario")
+    _check_output(out)
+    model = BayesianROAS.load(model_path)
+    tables = []
+    if scenario_specs:
+        table = budget.scenarios(model, list(scenario_specs), ci_level=model.ci_level)
+        tables.append(("scenarios", table))
+    if total is not None:
+        plan = budget.optimise(model, total, bounds=list(bounds) or None, objective=objective,
+                               risk=risk, n_resamples=resamples, rng=seed)
+        tables.append((f"plan for a total of {total:,.0f} ({objective}); expected "
+                       f"{plan.outcome:,.0f} [{plan.outcome_lower:,.0f}, "
+                       f"{plan.outcome_upper:,.0f}]", plan.table))
+    if target_value is not None:
+        found = budget.target(model, target_value, probability, bounds=list(bounds) or None,
+                              rng=seed)
+        tables.append((f"cheapest plan reaching {target_value:,.0f} with probability "
+                       f"{probability:.0%}: total {found.total:,.0f} (achieved "
+                       f"{found.achieved_probability:.1%})", found.table))
+    if out is not None:
+        _write(pd.concat([t.assign(table=name.split(" ")[0]) for name, t in tables],
+                         ignore_index=True), out)
+    if not settings.quiet:
+        console = _stdout()
+        for name, table in tables:
+            console.print(_frame(table, name))
+
+
 def _write(frame: pd.DataFrame, out: Path) -> None:
     """Write ``frame`` as CSV or Parquet (by extension) via a temporary file renamed into place."""
     kind = _output_kind(out)

@@ -226,3 +226,20 @@ def test_interval_coverage_over_simulated_datasets():
             total += 1
     print(f"90% ROAS intervals covered the truth {covered} of {total} times")
     assert 0.75 <= covered / total <= 0.99
+
+
+@pytest.mark.bayes
+def test_response_curves_and_plots(example_fit):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    model, _ = example_fit
+    curves = model.response_curves(points=11)
+    at_zero = curves[curves["multiplier"] == 0]
+    assert (at_zero["value"] == 0).all()
+    now = curves[np.isclose(curves["multiplier"], 1.0)].set_index("channel")["value"]
+    np.testing.assert_allclose(now.loc[["x1", "x2"]], model.roas_["value"], rtol=1e-9)
+    for channel, curve in curves.groupby("channel"):
+        assert np.all(np.diff(curve["value"]) >= 0), channel  # more spend never earns less
+    assert model.plot_fit().get_title().startswith("bayes_roas")
+    assert model.plot_response_curves().get_xlabel() == "spend over the window"

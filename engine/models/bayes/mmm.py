@@ -471,7 +471,7 @@ class BayesianROAS:
         tail = np.zeros(spend.shape[:-2] + (self.adstock_.max_lag, spend.shape[-1]))
         return np.concatenate([spend, tail], axis=-2)
 
-    def _summarise(self) -> None:
+    def _summarise(self, warn: bool = True) -> None:
         import arviz as az
 
         self.posterior_ = self._draws()
@@ -509,7 +509,7 @@ class BayesianROAS:
         worst_rhat = float(self.diagnostics_["r_hat"].max())
         worst_ess = float(self.diagnostics_["ess_bulk"].min())
         self.converged_ = (worst_rhat < 1.01 and worst_ess >= 400 and self.divergences_ == 0)
-        if not self.converged_:
+        if warn and not self.converged_:
             warnings.warn(f"bayes_roas: not converged (max R-hat {worst_rhat:.3f}, min bulk ESS "
                           f"{worst_ess:.0f}, {self.divergences_} divergences); sample longer "
                           "(draws, tune) or check the priors", ConvergenceWarning, stacklevel=3)
@@ -602,6 +602,65 @@ class BayesianROAS:
             mu = mu + draws["gamma"] @ controls.T
         return mu * self.y_scale_ + self.contributions(series.spend).sum(axis=2)
 
+    # -- plots -----------------------------------------------------------------------------------
+    def plot_fit(self, ax=None):
+        """Observed outcome against the posterior mean and ``ci_level`` band of the expected
+        outcome per period. Returns the matplotlib Axes."""
+        import matplotlib.pyplot as plt
+
+        series = self.series_
+        mu = self.predict_series()
+        tail = (1 - self.ci_level) / 2
+        if ax is None:
+            _, ax = plt.subplots(figsize=(10, 4))
+        ax.fill_between(series.dates, np.quantile(mu, tail, axis=0),
+                        np.quantile(mu, 1 - tail, axis=0), color="#4C72B0", alpha=0.3,
+                        label=f"{self.ci_level:.0%} interval")
+        ax.plot(series.dates, mu.mean(axis=0), color="#4C72B0", label="posterior mean")
+        ax.plot(series.dates, series.y, color="black", lw=0.8, label="observed")
+        ax.set_title(f"{self.name}: fit to the {self.outcome_}")
+        ax.legend(loc="upper left")
+        return ax
+
+    def response_curves(self, points: int = 41, up_to: float = 2.0) -> pd.DataFrame:
+        """Each channel's total contribution (mean and interval) when its spend over the window
+        is scaled from 0 to ``up_to`` times the current plan, the others unchanged:
+        ``channel, multiplier, spend, value, value_lower, value_upper``."""
+        self._require_fit()
+        series = self.series_
+        multipliers = np.linspace(0.0, up_to, points)
+        tail = (1 - self.ci_level) / 2
+        frames = []
+        for c, channel in enumerate(series.channels):
+            plans = np.repeat(series.spend[None], points, axis=0)
+            plans[:, :, c] *= multipliers[:, None]
+            value = self.contributions(self._with_tail(plans))[..., c].sum(axis=2)  # (D, k)
+            frames.append(pd.DataFrame({
+                "channel": channel, "multiplier": multipliers,
+                "spend": multipliers * series.spend[:, c].sum(), "value": value.mean(axis=0),
+                "value_lower": np.quantile(value, tail, axis=0),
+                "value_upper": np.quantile(value, 1 - tail, axis=0)}))
+        return pd.concat(frames, ignore_index=True)
+
+    def plot_response_curves(self, ax=None, up_to: float = 2.0):
+        """:meth:`response_curves` drawn per channel, the current spend marked."""
+        import matplotlib.pyplot as plt
+
+        curves = self.response_curves(up_to=up_to)
+        if ax is None:
+            _, ax = plt.subplots(figsize=(7, 4.5))
+        for channel, curve in curves.groupby("channel", sort=False):
+            line, = ax.plot(curve["spend"], curve["value"], label=channel)
+            ax.fill_between(curve["spend"], curve["value_lower"], curve["value_upper"],
+                            color=line.get_color(), alpha=0.2)
+            now = curve.loc[np.isclose(curve["multiplier"], 1.0)]
+            ax.scatter(now["spend"], now["value"], color=line.get_color(), zorder=3)
+        ax.set_xlabel("spend over the window")
+        ax.set_ylabel(f"contribution to {self.outcome_}")
+        ax.set_title(f"{self.name}: response curves (dots: current spend)")
+        ax.legend()
+        return ax
+
     # -- persistence -----------------------------------------------------------------------------
     def save(self, path) -> None:
         """Write the fitted model (posterior, data, settings) to a netCDF file (ArviZ)."""
@@ -649,7 +708,7 @@ class BayesianROAS:
                         step_days=float(settings["step_days"]))
         model._setup(series)
         model.idata_ = idata
-        model._summarise()
+        model._summarise(warn=False)  # reported when it was fitted; see converged_
         return model
 
 
