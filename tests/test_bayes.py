@@ -242,6 +242,10 @@ def test_response_curves_and_plots(example_fit):
     for channel, curve in curves.groupby("channel"):
         assert np.all(np.diff(curve["value"]) >= 0), channel  # more spend never earns less
     assert model.plot_fit().get_title().startswith("bayes_roas")
+    observed = model.series_.y
+    band = np.quantile(model.predict_series(noise=True, rng=0), [0.05, 0.95], axis=0)
+    inside = ((band[0] <= observed) & (observed <= band[1])).mean()
+    assert 0.8 <= inside <= 0.99  # a 90 % posterior predictive band holds about 90 % of weeks
     assert model.plot_response_curves().get_xlabel() == "spend over the window"
 
 

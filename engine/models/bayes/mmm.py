@@ -587,8 +587,9 @@ class BayesianROAS:
             self._baseline = total * self.y_scale_
         return self._baseline
 
-    def predict_series(self) -> np.ndarray:
-        """Posterior draws of the expected outcome per period ``(D, T)`` (no noise)."""
+    def predict_series(self, noise: bool = False, rng=None) -> np.ndarray:
+        """Posterior draws of the outcome per period ``(D, T)``: its expectation, or with
+        ``noise`` the posterior predictive (the observation noise of each draw added)."""
         self._require_fit()
         series, draws = self.series_, self.posterior_
         trend, season = self._baseline_features(series.dates)
@@ -600,16 +601,20 @@ class BayesianROAS:
             mu = mu + draws["season"] @ season.T
         if controls.shape[1]:
             mu = mu + draws["gamma"] @ controls.T
+        if noise:
+            rng = np.random.default_rng(rng)
+            mu = mu + draws["sigma"][:, None] * rng.standard_normal(mu.shape)
         return mu * self.y_scale_ + self.contributions(series.spend).sum(axis=2)
 
     # -- plots -----------------------------------------------------------------------------------
     def plot_fit(self, ax=None):
-        """Observed outcome against the posterior mean and ``ci_level`` band of the expected
-        outcome per period. Returns the matplotlib Axes."""
+        """Posterior predictive check: the observed outcome against the posterior predictive
+        mean and ``ci_level`` band per period (observation noise included). Returns the
+        matplotlib Axes."""
         import matplotlib.pyplot as plt
 
         series = self.series_
-        mu = self.predict_series()
+        mu = self.predict_series(noise=True, rng=self.rng)
         tail = (1 - self.ci_level) / 2
         if ax is None:
             _, ax = plt.subplots(figsize=(10, 4))
@@ -618,7 +623,7 @@ class BayesianROAS:
                         label=f"{self.ci_level:.0%} interval")
         ax.plot(series.dates, mu.mean(axis=0), color="#4C72B0", label="posterior mean")
         ax.plot(series.dates, series.y, color="black", lw=0.8, label="observed")
-        ax.set_title(f"{self.name}: fit to the {self.outcome_}")
+        ax.set_title(f"{self.name}: posterior predictive fit to the {self.outcome_}")
         ax.legend(loc="upper left")
         return ax
 
