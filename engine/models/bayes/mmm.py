@@ -540,11 +540,13 @@ class BayesianROAS:
             draws={"value": self.contribution_draws_}, params=self.get_params(), extra=extra,
             **bounds)
 
+    # Hyper-parameters reported by get_params and kept by save (the calibration data are not).
+    _PARAMS = ("adstock", "saturation", "max_lag", "roas_prior", "seasonality", "trend",
+               "calibration_sigma", "draws", "tune", "chains", "sampler", "target_accept",
+               "ci_level", "rng")
+
     def get_params(self) -> dict:
-        keys = ("adstock", "saturation", "max_lag", "roas_prior", "seasonality", "trend",
-                "calibration_sigma", "draws", "tune", "chains", "sampler", "target_accept",
-                "ci_level", "rng")
-        return {k: getattr(self, k) for k in keys}
+        return {k: getattr(self, k) for k in self._PARAMS}
 
     # -- response-model protocol (engine.budget) -------------------------------------------------
     @property
@@ -699,9 +701,8 @@ class BayesianROAS:
             settings = json.loads(idata.posterior.attrs["engine_bayes_roas"])
         except (OSError, KeyError, ValueError) as exc:
             raise InputError(f"not a saved bayes_roas model: {exc}", source=str(path)) from None
-        model = cls(**{k: v for k, v in settings.items()
-                       if k in cls.__init__.__code__.co_varnames and k not in
-                       ("adstock", "saturation", "outcome", "step_days")})
+        model = cls(**{k: settings[k] for k in cls._PARAMS
+                       if k not in ("adstock", "saturation")})
         model.adstock_ = _rebuild(settings["adstock"], ADSTOCKS)
         model.saturation_ = _rebuild(settings["saturation"], SATURATIONS)
         model.outcome_ = settings["outcome"]
