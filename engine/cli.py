@@ -660,6 +660,116 @@ def budget_command(settings: Settings, model_path, total, bounds, scenario_specs
             console.print(_frame(table, name))
 
 
+@cli.command("simulate")
+@click.option("--scenario", "scenario_name", default=None, metavar="NAME",
+              help="A named world (see below); or give --world.")
+@click.option("--world", "world_path", type=click.Path(exists=True, path_type=Path),
+              help="A world.json (or the folder holding it) written by an earlier run.")
+@click.option("--persons", type=click.IntRange(min=1), default=None,
+              help="People (contacts in b2b) [default: 20000, or the world's].")
+@click.option("--weeks", type=click.IntRange(min=2), default=None,
+              help="Length of the period [default: 52, or the world's].")
+@click.option("--seed", type=int, default=None, help="[default: 0, or the world's]")
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for events.parquet, weekly.csv, truth.csv and world.json.")
+@_global_options
+@click.pass_obj
+def simulate_command(settings: Settings, scenario_name, world_path, persons, weeks, seed, out):
+    """Simulate a marketing world with known causal effects.
+
+    Writes the touchpoint log (events.parquet, for 'attribution run --format events'), weekly
+    spend and outcomes (weekly.csv, for 'attribution roas'), the true credit per channel
+    (truth.csv: incremental and Shapley conversions and revenue, true ROAS) and every parameter
+    (world.json). Scenarios: null_channel, upper_funnel, harvest, collinear, b2b, markov_world.
+    """
+    from engine.simulate import load_world, scenario, simulate
+
+    if (scenario_name is None) == (world_path is None):
+        raise EngineError("simulate: give one of --scenario NAME or --world world.json")
+    if world_path is not None:
+        world = load_world(world_path)
+        if weeks is not None:
+            world = world.replace(weeks=weeks)
+    else:
+        world = scenario(scenario_name, persons=persons or 20_000, seed=seed or 0,
+                         weeks=weeks or 52)
+    if not settings.quiet:
+        click.echo(f"simulating {world.name}: {persons or world.persons:,} persons, "
+                   f"{world.weeks} weeks...", err=True)
+    sim = simulate(world, persons=persons, seed=seed)
+    sim.save(out)
+    if not settings.quiet:
+        summary = sim.summary
+        console = _stdout()
+        console.print(f"{summary['touches']:,} touches, {summary['conversions']:,} conversions "
+                      f"({summary['expected_conversions']:,.0f} expected, "
+                      f"{summary['baseline_conversions']:,.0f} without any channel); "
+                      f"written to {out}/")
+        console.print(_frame(sim.truth, f"truth ({world.name}, seed {sim.world.seed})"))
+
+
+@cli.command("bench")
+@click.option("--scenario", "scenario_names", multiple=True, default=("all",),
+              show_default=True, metavar="NAME",
+              help="Scenario to score on (repeatable), or 'all'.")
+@click.option("--model", "-m", "model_names", multiple=True, default=("all",),
+              show_default=True, metavar="NAME",
+              help="Model to score (repeatable), or 'all' registered journey models.")
+@click.option("--replicates", "-r", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--persons", type=click.IntRange(min=100), default=20_000, show_default=True)
+@click.option("--weeks", type=click.IntRange(min=2), default=52, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--roas/--no-roas", default=False, show_default=True,
+              help="Also score the Bayesian ROAS model on the weekly aggregates (slow).")
+@click.option("--roas-draws", type=click.IntRange(min=10), default=500, show_default=True)
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the tidy table (one row per scenario, model, replicate).")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path),
+              help="Save a chart of each model's error per scenario (.png, .svg, .pdf).")
+@_global_options
+@click.pass_obj
+def bench_command(settings: Settings, scenario_names, model_names, replicates, persons, weeks,
+                  seed, roas, roas_draws, out, plot):
+    """Score attribution models against simulated ground truth.
+
+    For each scenario and replicate: simulate a world, read its events, fit every model and
+    compare its credit shares with the true incremental (Shapley) credit: nmae (lower is
+    better), rank correlation, interval coverage, seconds. Prints the mean per scenario and
+    model, best first.
+    """
+    from engine.bench import plot_bench, run_bench, summarise
+
+    _check_output(out)
+    if plot is not None and plot.suffix.lower() not in {".png", ".svg", ".pdf"}:
+        raise EngineError(f"{plot}: the plot must be .png, .svg or .pdf")
+    names = [] if (not model_names or list(model_names) == ["none"]) else list(model_names)
+    with _progress(settings) as progress:
+        task = None if progress is None else progress.add_task("benchmark", total=None)
+
+        def step(message: str) -> None:
+            if progress is not None:
+                progress.update(task, description=message)
+
+        table = run_bench(list(scenario_names), models=names, replicates=replicates,
+                          persons=persons, weeks=weeks, seed=seed, roas=roas,
+                          roas_options={"draws": roas_draws, "tune": roas_draws},
+                          on_step=step)
+    if out is not None:
+        _write(table, out)
+    if plot is not None:
+        import matplotlib.pyplot as plt
+
+        figure = plot_bench(table, plot)
+        plt.close(figure)
+    if not settings.quiet:
+        console = _stdout()
+        console.print(_frame(summarise(table), f"benchmark ({replicates} replicate(s), "
+                                               f"{persons:,} persons)"))
+        skipped = table.loc[table["status"] != "ok", ["model", "status"]].drop_duplicates()
+        for model, status in skipped.itertuples(index=False):
+            console.print(f"{model}: {status}")
+
+
 def _write(frame: pd.DataFrame, out: Path) -> None:
     """Write ``frame`` as CSV or Parquet (by extension) via a temporary file renamed into place."""
     kind = _output_kind(out)
