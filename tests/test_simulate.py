@@ -27,16 +27,17 @@ def touch_moment(world: World, channel: Channel, k: int) -> float:
     """``E[X^k]`` with ``X = exp(-exposure)`` of one channel, in a world with constant spend and
     intent: touches are Poisson(touches), each adds ``effect * exp(-age / recency_days)``."""
     lam, e = channel.touches, k * channel.effect
-    if channel.recency_days is None:
+    if channel.recency_days is None and channel.early == 1:
         return float(np.exp(-lam * -np.expm1(-e)))
     # E_u over u ~ Beta(a, b) by Gauss-Jacobi on x = 2u - 1 (weight (1-x)^(b-1) (1+x)^(a-1)).
     a, b = STAGES[channel.stage]
     x, weight = special.roots_jacobi(32, b - 1, a - 1)
     u, weight = (x + 1) / 2, weight / weight.sum()
-    tau = channel.recency_days
+    tau = np.inf if channel.recency_days is None else channel.recency_days
+    position = channel.early + (1 - channel.early) * u
 
     def given_length(d):  # a touch at position u of a window of length d is (1 - u) d old
-        inner = weight @ np.exp(-e * np.exp(-(1 - u) * d / tau))
+        inner = weight @ np.exp(-e * position * np.exp(-(1 - u) * d / tau))
         return np.exp(-lam * (1 - inner))
 
     # d = clip(journey_days * Gamma(2, 0.5), 0.5, days - 1): a density plus two point masses
@@ -75,11 +76,11 @@ def analytic_truth(world: World):
     return game, moments(incremental), moments(shapley_exact(np.eye(1 << n)))
 
 
-def closed_form_world(**recency) -> World:
+def closed_form_world(recency=None, early=1.0) -> World:
     channels = (
         Channel("a", spend_sd=0.0, touches=1.0, effect=0.08),
         Channel("b", spend_sd=0.0, touches=0.6, effect=0.15, stage="upper",
-                recency_days=recency.get("b")),
+                recency_days=recency, early=early),
         Channel("c", spend_sd=0.0, touches=1.5, effect=0.03, stage="lower"),
     )
     # At seed 1 every compared quantity is within 1.1 standard errors of its expectation (over
@@ -88,14 +89,18 @@ def closed_form_world(**recency) -> World:
                  seed=1)
 
 
-@pytest.mark.parametrize("recency", [None, 20.0], ids=["no_decay", "decay"])
-def test_truth_equals_the_analytic_expectation(recency):
-    world = closed_form_world(b=recency)
+@pytest.mark.parametrize(("recency", "early"), [(None, 1.0), (20.0, 1.0), (None, 3.0)],
+                         ids=["no_decay", "decay", "position"])
+def test_truth_equals_the_analytic_expectation(recency, early):
+    world = closed_form_world(recency, early)
     sim = simulate(world)
     n = world.persons
     (game, game_sd), (incremental, incremental_sd), (shapley, shapley_sd) = analytic_truth(world)
+    plain = analytic_truth(closed_form_world())[1][0][1]
     if recency is not None:  # decay must matter, or this case tests nothing new
-        assert incremental[1] < 0.8 * analytic_truth(closed_form_world())[1][0][1]
+        assert incremental[1] < 0.8 * plain
+    if early != 1:  # an upper-funnel opener with 3x the effect at the start gains
+        assert incremental[1] > 1.5 * plain
     truth = sim.truth.set_index("channel").loc[world.channel_names]
     summary = sim.summary
 

@@ -7,8 +7,8 @@
   because it targets people who were going to buy anyway (touch rate ~ intent squared); its
   effect is exactly zero. Presence-based credit (last touch, linear, Markov) gives it plenty.
 * ``upper_funnel``: *video* reaches people early in their journey and has the largest,
-  slowly fading effect; *search* and *email* come last with small, quickly fading effects.
-  Last touch under-credits video.
+  slowly fading effect, twice as strong when it opens the journey; *search* and *email* come
+  last with small, quickly fading effects. Last touch under-credits video.
 * ``harvest``: *brand_search* and *direct* are the last step of most conversions because people
   who have decided navigate through them (caused by the conversion); their own exogenous touches
   do little. *display*, *social* and *video* create the demand.
@@ -65,8 +65,8 @@ def _null_channel():
 
 def _upper_funnel():
     return [
-        Channel("video", spend=600, touches=0.8, effect=0.12, recency_days=60, stage="upper",
-                carryover=0.5),
+        Channel("video", spend=600, touches=0.8, effect=0.08, recency_days=60, stage="upper",
+                carryover=0.5, early=2.0),
         Channel("social", spend=300, touches=1.0, effect=0.04, recency_days=20),
         Channel("search", spend=300, touches=0.9, effect=0.02, recency_days=5, stage="lower"),
         Channel("email", spend=50, touches=1.2, effect=0.01, recency_days=3, stage="lower"),

@@ -15,7 +15,8 @@ cause conversions, and who the customers are. :func:`simulate` draws one realisa
 * **Conversions.** Each unit (a person, or a B2B account with all its contacts) converts at the
   end of its window with probability ``1 - exp(-(h0 + sum of touch effects))``: a baseline
   hazard ``h0`` (intent times ``baseline``) plus, per touch, the channel's ``effect`` decayed by
-  its age at the decision (``exp(-age / recency_days)``). This is the independent-exposure
+  its age at the decision (``exp(-age / recency_days)``) and weighted by its position in the
+  window (``early`` at the start, 1 at the end). This is the independent-exposure
   (complementary log-log) model: every touch has its own chance to cause the conversion.
 * **Harvest.** A channel with ``harvest > 0`` also appears, with that probability, as the last
   touch just before a conversion (the brand search or direct visit of someone who has already
@@ -82,6 +83,10 @@ class Channel:
         (None: no decay).
     stage : {"upper", "middle", "lower"}
         Where in the window its touches fall.
+    early : float
+        Position effect: a touch at the very start of the window has ``early`` times the
+        effect, falling linearly to 1 times at its end (1: position does not matter; above 1:
+        an opener, like an upper-funnel channel; below 1: a closer).
     targeting : float
         Touch rate proportional to ``intent ** targeting`` (0: everyone alike; retargeting 2).
     harvest : float
@@ -98,6 +103,7 @@ class Channel:
     effect: float = 0.05
     recency_days: float | None = None
     stage: str = "middle"
+    early: float = 1.0
     targeting: float = 0.0
     harvest: float = 0.0
 
@@ -108,7 +114,7 @@ class Channel:
         if self.stage not in STAGES:
             raise EngineError(f"world: channel {self.name!r} stage must be one of "
                               f"{sorted(STAGES)}, not {self.stage!r}")
-        for key in ("spend", "spend_sd", "touches", "effect", "targeting"):
+        for key in ("spend", "spend_sd", "touches", "effect", "targeting", "early"):
             value = getattr(self, key)
             if not (np.isfinite(value) and value >= 0):
                 raise EngineError(f"world: channel {self.name!r} {key} must be a finite number "
@@ -435,7 +441,9 @@ def _exposure_world(world: World, spend: np.ndarray, streams):
     effect = np.array([ch.effect for ch in channels])
     memory = np.array([np.inf if ch.recency_days is None else ch.recency_days
                        for ch in channels])
-    weight = effect[code] * np.exp(-age / memory[code])
+    early = np.array([ch.early for ch in channels])
+    weight = effect[code] * np.exp(-age / memory[code]) * (early[code]
+                                                            + (1.0 - early[code]) * where)
     exposure = np.bincount(unit * n_ch + code, weights=weight,
                            minlength=n_units * n_ch).reshape(n_units, n_ch)
 
