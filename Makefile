@@ -14,6 +14,14 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
+# Browser tests use Debian's Chromium (the project never downloads a browser).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+$(CHROMIUM):
+	$(SUDO) apt-get install -y -q chromium chromium-driver || \
+	  { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium chromium-driver; }
+
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $(VENV)/.installed $@
@@ -22,7 +30,7 @@ demo: $(VENV)/.installed
 	mkdir -p $(OUT)
 	$(BIN)/attribution run example --model all --out $(OUT)/example_models.csv
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test $(CHROMIUM)
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: $(VENV)/.installed
