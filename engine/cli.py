@@ -680,7 +680,8 @@ def simulate_command(settings: Settings, scenario_name, world_path, persons, wee
     Writes the touchpoint log (events.parquet, for 'attribution run --format events'), weekly
     spend and outcomes (weekly.csv, for 'attribution roas'), the true credit per channel
     (truth.csv: incremental and Shapley conversions and revenue, true ROAS) and every parameter
-    (world.json). Scenarios: null_channel, upper_funnel, harvest, collinear, b2b, markov_world.
+    (world.json). Scenarios: null_channel, upper_funnel, harvest, collinear, b2b, markov_world,
+    selection.
     """
     from engine.simulate import load_world, scenario, simulate
 
@@ -768,6 +769,30 @@ def bench_command(settings: Settings, scenario_names, model_names, replicates, p
         skipped = table.loc[table["status"] != "ok", ["model", "status"]].drop_duplicates()
         for model, status in skipped.itertuples(index=False):
             console.print(f"{model}: {status}")
+
+
+@cli.command("serve")
+@click.argument("model_path", metavar="MODEL.nc")
+@click.option("--port", type=click.IntRange(0, 65535), default=8050, show_default=True,
+              help="Port on 127.0.0.1 (0: any free port).")
+@click.option("--verbose", is_flag=True, help="Log every request on stderr.")
+@_global_options
+@click.pass_obj
+def serve_command(settings: Settings, model_path, port, verbose):
+    """Open the scenario planner of a model saved by 'attribution roas --save'.
+
+    A local page (on 127.0.0.1 only) where per-channel spend moves with sliders and the
+    predicted outcome and its interval follow, and the optimiser splits a total budget. Serves
+    until Ctrl-C.
+    """
+    from engine.models.bayes import BayesianROAS
+    from engine.serve import serve
+
+    model = BayesianROAS.load(model_path)
+    with serve(model, port=port, verbose=verbose) as server:
+        click.echo(f"planner on {server.url} (Ctrl-C to stop)")
+        with contextlib.suppress(KeyboardInterrupt):
+            server.wait()
 
 
 def _write(frame: pd.DataFrame, out: Path) -> None:

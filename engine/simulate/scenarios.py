@@ -3,9 +3,9 @@
 ``scenario(name, persons=..., seed=...)`` returns the :class:`~engine.simulate.world.World`;
 ``SCENARIOS`` maps each name to its one-line purpose (``attribution simulate --help`` lists them).
 
-* ``null_channel``: *retargeting* appears in many journeys, most often in converting ones,
-  because it targets people who were going to buy anyway (touch rate ~ intent squared); its
-  effect is exactly zero. Presence-based credit (last touch, linear, Markov) gives it plenty.
+* ``null_channel``: *retargeting* is the most frequent channel and comes late in journeys, so
+  it is often the last touch; its effect is exactly zero. Presence-based credit (last touch,
+  linear, Markov) gives it plenty.
 * ``upper_funnel``: *video* reaches people early in their journey and has the largest,
   slowly fading effect, twice as strong when it opens the journey; *search* and *email* come
   last with small, quickly fading effects. Last touch under-credits video.
@@ -16,6 +16,10 @@
   aggregate (media-mix) models cannot separate them; journeys still can.
 * ``b2b``: accounts of 1 + Poisson(2.5) contacts, four-month cycles, lead-created and
   opportunity-created milestones; the account converts on all its contacts' touches.
+* ``selection``: ``null_channel`` with retargeting aimed at people who were going to buy
+  anyway (touch rate ~ intent squared): its touches now go with conversions without causing
+  them, a confounder no journey data reveals. Every observational method, the incremental
+  model included, credits it; the scenario measures by how much.
 * ``markov_world``: a first-order Markov chain over five channels with absorbing conversion and
   null states; switching a channel off sends those who would step onto it to null. The Markov
   model's assumptions hold exactly here.
@@ -27,12 +31,13 @@ from engine.errors import EngineError
 from engine.simulate.world import Channel, Markov, World
 
 SCENARIOS = {
-    "null_channel": "a frequent retargeting channel with zero effect that targets high intent",
+    "null_channel": "a frequent, late retargeting channel with zero effect",
     "upper_funnel": "an early, strong video channel that last touch under-credits",
     "harvest": "brand search and direct harvest demand that other channels create",
     "collinear": "channels whose weekly spend moves together",
     "b2b": "accounts with several contacts, long cycles, lead and opportunity milestones",
     "markov_world": "a pure first-order Markov world where the Markov model is right",
+    "selection": "the null retargeting channel aimed at people who were going to buy anyway",
 }
 
 
@@ -52,15 +57,19 @@ def scenario(name: str, *, persons: int = 20_000, seed: int = 0, weeks: int = 52
                  weeks=int(weeks), name=name, description=SCENARIOS[name], **extra)
 
 
-def _null_channel():
+def _null_channel(targeting: float = 0.0):
     return [
         Channel("search", spend=400, touches=0.8, effect=0.06, recency_days=10, stage="lower"),
         Channel("social", spend=300, touches=1.0, effect=0.04, recency_days=20),
         Channel("display", spend=250, touches=1.2, effect=0.03, recency_days=30,
                 stage="upper"),
         Channel("retargeting", spend=200, touches=1.5, effect=0.0, stage="lower",
-                targeting=2.0),
+                targeting=targeting),
     ], {"baseline": 0.03, "intent_sd": 0.8}
+
+
+def _selection():
+    return _null_channel(targeting=2.0)
 
 
 def _upper_funnel():
@@ -128,4 +137,4 @@ def _markov_world():
 
 _BUILDERS = {"null_channel": _null_channel, "upper_funnel": _upper_funnel,
              "harvest": _harvest, "collinear": _collinear, "b2b": _b2b,
-             "markov_world": _markov_world}
+             "markov_world": _markov_world, "selection": _selection}
