@@ -531,6 +531,63 @@ def _roas_priors(specs) -> dict | None:
     return priors or None
 
 
+@cli.command("report")
+@_input_options
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the HTML report here (.html).")
+@click.option("--model", "-m", "model_names", multiple=True, metavar="NAME",
+              help="Model to compare (repeatable); 'all' = every model the data supports. "
+                   "Default: all. See 'attribution models'.")
+@click.option("--spend", type=click.Path(dir_okay=False, path_type=Path),
+              help="Spend per channel and date (CSV or Parquet: date, channel, spend), for cost "
+                   "per order, cost per lead and ROAS per channel.")
+@click.option("--roas-model", type=click.Path(dir_okay=False, path_type=Path),
+              help="A model saved by 'attribution roas --save': adds its ROAS table, fit and "
+                   "response curves.")
+@click.option("--title", help="Title of the report. Default: 'Attribution report'.")
+@_global_options
+@click.pass_obj
+def report_command(settings: Settings, input, data_format, out, model_names, spend, roas_model,
+                   title, **options):
+    """Write a self-contained HTML report of INPUT for people who do not run Python.
+
+    One file that opens offline in any browser: data summary, every model's credit side by
+    side and how much they agree, the Markov chain and Shapley values, cost and return per
+    channel (with --spend) and the Bayesian ROAS model (with --roas-model), with a plain
+    explanation of each. Prints the path written.
+    """
+    from engine.report import write_report
+
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise EngineError(f"{out}: the report is HTML; name it .html")
+    if not out.parent.is_dir():
+        raise EngineError(f"{out}: the folder {str(out.parent)!r} does not exist")
+    if out.is_dir():
+        raise EngineError(f"{out}: is a folder, not a file")
+    models, explicit = _select(model_names or ("all",), {}, 0)
+    spent = kpi.read_spend(spend) if spend else None
+    fitted = None
+    if roas_model is not None:
+        from engine.models.bayes import BayesianROAS
+
+        fitted = BayesianROAS.load(roas_model)
+    with _progress(settings) as progress:
+        journeys = _read(input, data_format, options, settings, progress)
+        for model in models:
+            if model.name in explicit:
+                journeys.require(*model.requires, model=model.name)
+        task = None if progress is None else progress.add_task("report", total=None)
+
+        def step(description: str) -> None:
+            if task is not None:
+                progress.update(task, description=f"report: {description}")
+
+        write_report(out, journeys, models=models, spend=spent, roas_model=fitted, title=title,
+                     source=input, on_step=step)
+    if not settings.quiet:
+        click.echo(str(out))
+
+
 @cli.command("roas")
 @click.argument("data", metavar="DATA")
 @click.option("--date", required=True, help="Column of the period start dates.")
