@@ -29,6 +29,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed
 	mkdir -p $(OUT)
 	$(BIN)/attribution run example --model all --out $(OUT)/example_models.csv
+	$(BIN)/attribution report example --out $(OUT)/report.html
 
 test: $(VENV)/.installed-test $(CHROMIUM)
 	$(BIN)/python -m pytest -q -m "not slow"

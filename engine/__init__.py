@@ -1,5 +1,12 @@
 """attribution-engine: probabilistic, data-driven marketing attribution."""
 
+import warnings as _warnings
+
+# PyTensor (under PyMC) warns on import that it found no BLAS to link; its C code runs without
+# one, and the warning says nothing a user of this package can act on.
+_warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS",
+                         category=UserWarning)
+
 from engine import models
 from engine.compare import compare
 from engine.datasets import load_example

@@ -60,6 +60,15 @@ GUIDE = {
         "conversion rate of the path with the rate of the same path without each channel, and "
         "splits the path's conversions by those leave-one-out differences. Channels whose "
         "removal hurts the conversion rate the most get the most credit."),
+    "Incremental (Bayesian conversion model)": (
+        "A model of how likely a journey is to convert given its touches, with a baseline for "
+        "people who would have converted anyway, fitted with uncertainty. Each conversion is "
+        "split between the baseline and the channels by how much each channel raised that "
+        "journey's chance to convert (a Shapley split of the counterfactual: the same journey "
+        "without the channel). So a channel that appears often but changes nothing gets "
+        "little, and the (baseline) row shows the conversions no channel caused. Like every "
+        "model on observed journeys it cannot see a confounder: a channel aimed at people who "
+        "were going to buy anyway still looks effective."),
     "Bayesian ROAS and mROAS": (
         "A media-mix model fitted to spend and results over time (no journeys needed), with "
         "carry-over and diminishing returns. ROAS is the revenue (or conversions) a channel "
