@@ -23,7 +23,9 @@ import pyarrow.compute as pc
 
 from engine.errors import InputError, MissingDataError
 
-RESERVED_CHANNELS = ("(start)", "(conversion)", "(null)")
+RESERVED_CHANNELS = ("(start)", "(conversion)", "(null)", "(baseline)")
+#: The row of an attribution table holding the conversions no channel caused.
+BASELINE = "(baseline)"
 LEAD = np.uint8(1)
 OPPORTUNITY = np.uint8(2)
 MILESTONES = {"lead": LEAD, "opportunity": OPPORTUNITY}

@@ -78,7 +78,7 @@ from engine.journeys import RESERVED_CHANNELS, Journeys
 from engine.models._base import AttributionModel
 from engine.results import Attribution
 
-START, CONVERSION, NULL = RESERVED_CHANNELS
+START, CONVERSION, NULL = RESERVED_CHANNELS[:3]
 MAX_ORDER = 6
 REMOVALS = ("channel", "state")
 DIRICHLET_PRIOR = 1.0
