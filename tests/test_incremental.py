@@ -147,7 +147,7 @@ def test_position_and_recency_features():
 
 def test_bad_input():
     everyone = engine.Journeys.from_lists([["a"], ["b"]], conversions=[3, 2], nulls=[0, 0])
-    with pytest.raises(InputError, match="no non-converting journeys"):
+    with pytest.raises(engine.MissingDataError, match="no non-converting journeys"):
         Incremental().fit(everyone)
     none = engine.Journeys.from_lists([["a"], ["b"]], conversions=[0, 0], nulls=[3, 2])
     with pytest.raises(InputError, match="no conversion"):

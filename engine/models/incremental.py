@@ -46,7 +46,7 @@ from numbers import Integral, Real
 import numpy as np
 import pandas as pd
 
-from engine.errors import EngineError, InputError
+from engine.errors import EngineError, InputError, MissingDataError
 from engine.journeys import BASELINE, Journeys
 from engine.models._base import AttributionModel
 from engine.results import Attribution
@@ -57,6 +57,7 @@ METHODS = ("nuts", "advi")
 #: Journeys touching more distinct channels than this are refused (exact Shapley is 2^k).
 MAX_CHANNELS_PER_JOURNEY = 16
 _CELLS = 1 << 22  # float64 cells per block of the Shapley evaluation (32 MiB)
+_ADVI_STEPS = 10_000
 
 
 def channel_features(journeys: Journeys, *, transform: str = "log",
@@ -140,7 +141,9 @@ class Incremental(AttributionModel):
         Scale of the shrinkage prior on effects: ``tau ~ HalfNormal(prior_scale)``, effects in
         units of the average conversion hazard (cloglog) or log-odds (logit).
     method : {"nuts", "advi"}
-        NUTS (nutpie when installed, else PyMC's) or ADVI (fast approximation).
+        NUTS (nutpie when installed, else PyMC's) or ADVI (fast approximation: mean-field
+        Gaussian, Adam for a fixed 10,000 steps; it tends to put channels the data barely
+        support exactly at zero and gives narrower intervals than NUTS).
     draws, tune, chains : int
         NUTS settings (``draws`` is also the number of ADVI draws).
     target_accept : float
@@ -216,7 +219,7 @@ class Incremental(AttributionModel):
         if journeys.total_conversions <= 0:
             raise InputError("incremental: the journeys have no conversion: nothing to explain")
         if journeys.nulls.sum() <= 0:
-            raise InputError("incremental: every journey converts (no non-converting journeys): "
+            raise MissingDataError("incremental: every journey converts (no non-converting journeys): "
                              "without a contrast the model cannot tell what a channel adds; "
                              "read non-converting journeys too (a path table's null column, or "
                              "an event log's touches without conversion)")
@@ -329,10 +332,11 @@ class Incremental(AttributionModel):
 
             with model, warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                approx = pm.fit(n=30_000, method="advi", random_seed=seed,
+                # Adam at a fixed budget: the parameters' relative change never settles under
+                # ADVI's gradient noise, so a convergence check would not stop it earlier.
+                approx = pm.fit(n=_ADVI_STEPS, method="advi", random_seed=seed,
                                 progressbar=bool(self.progress),
-                                callbacks=[pm.callbacks.CheckParametersConvergence(
-                                    tolerance=1e-3, diff="relative")])
+                                obj_optimizer=pm.adam(learning_rate=0.02))
                 idata = approx.sample(int(self.draws), random_seed=seed)
             return _stack(idata.posterior), None, 0
         idata = _nuts(model, key, draws=int(self.draws), tune=int(self.tune),
