@@ -555,6 +555,6 @@ def _diagnostics(idata) -> tuple[pd.DataFrame, int]:
 
     names = [n for n in ("tau", "raw_effect", "log_baseline", "intercept")
              if n in idata.posterior]
-    summary = az.summary(idata, var_names=names, kind="diagnostics")
+    summary = az.summary(idata, var_names=names, kind="diagnostics", round_to="none")
     divergences = int(np.asarray(idata.sample_stats["diverging"]).sum())
     return summary, divergences

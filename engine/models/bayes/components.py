@@ -6,7 +6,9 @@ predictions, counterfactuals, hand checks) and with ``pytensor.tensor`` inside t
 the model and every prediction made from its draws cannot disagree.
 
 Shapes: spend ``x`` is ``(..., T, C)`` (periods by channels, optional leading draw axis); every
-parameter is ``(..., C)`` and broadcasts against it. Saturation inputs are spend divided by the
+parameter is ``(..., C)`` and broadcasts against it. ``axis=-1`` takes ``x`` as ``(..., C, T)``
+instead (periods last): the PyMC model uses that layout, in which the sums over lags and their
+gradients run along contiguous rows of periods. Saturation inputs are spend divided by the
 channel's scale (its mean positive spend), so parameters are comparable across channels.
 """
 
@@ -19,11 +21,17 @@ import numpy as np
 from engine.errors import EngineError
 
 
-def _lagged(x, max_lag: int, xp):
-    """``(L, ..., T, C)``: ``x`` shifted down by 0 .. L-1 periods, zeros before the start."""
-    periods = x.shape[-2] if xp is np else x.type.shape[-2]  # static for pytensor constants
+def _lagged(x, max_lag: int, xp, axis: int = -2):
+    """``(L, ...)``: ``x`` shifted along its period ``axis`` by 0 .. L-1 periods, zeros before
+    the start."""
+    axis = axis % x.ndim
+    periods = x.shape[axis] if xp is np else x.type.shape[axis]  # static for pytensor constants
     if periods is None:
         raise EngineError("adstock: the number of periods must be known when building the model")
+
+    def first(n):  # the first n periods of x
+        return x[(slice(None),) * axis + (slice(None, n),)]
+
     out = []
     for lag in range(max_lag):
         if lag == 0:
@@ -32,15 +40,19 @@ def _lagged(x, max_lag: int, xp):
         if lag >= periods:
             out.append(xp.zeros_like(x))
             continue
-        out.append(xp.concatenate([xp.zeros_like(x[..., :lag, :]), x[..., : periods - lag, :]],
-                                  axis=-2))
+        out.append(xp.concatenate([xp.zeros_like(first(lag)), first(periods - lag)],
+                                  axis=axis))
     return xp.stack(out, axis=0)
 
 
-def _convolve(x, weights, max_lag: int, xp):
-    """``sum_l weights[l] * x[t - l]``: weights ``(L, ..., C)`` with a period axis added."""
-    lagged = _lagged(x, max_lag, xp)  # (L, ..., T, C)
-    return (lagged * xp.expand_dims(weights, -2)).sum(axis=0)
+def _convolve(x, weights, max_lag: int, xp, axis: int):
+    """``sum_l weights[l] * x[t - l]`` along the period ``axis`` of ``x``: weights ``(L, ..., C)``
+    with a period axis added. Spend is data: a numpy array (or a pytensor constant) is lagged
+    once in numpy, so the model holds one constant instead of a graph that shifts it."""
+    if not isinstance(x, np.ndarray) and isinstance(getattr(x, "data", None), np.ndarray):
+        x = x.data  # a pytensor constant
+    lagged = _lagged(x, max_lag, np if isinstance(x, np.ndarray) else xp, axis)  # (L, ...)
+    return (xp.expand_dims(weights, axis) * lagged).sum(axis=0)
 
 
 @dataclass(frozen=True)
@@ -75,8 +87,8 @@ class GeometricAdstock:
             w = w / w.sum(axis=0)
         return w
 
-    def apply(self, x, params, xp=np):
-        return _convolve(x, self.weights(params, xp), self.max_lag, xp)
+    def apply(self, x, params, xp=np, axis=-2):
+        return _convolve(x, self.weights(params, xp), self.max_lag, xp, axis)
 
     def priors(self, pm, dims: str):
         return {"alpha": pm.Beta("adstock_alpha", *self.alpha_prior, dims=dims)}
@@ -113,8 +125,8 @@ class DelayedAdstock:
         w = xp.power(xp.expand_dims(alpha, 0), (lags - xp.expand_dims(theta, 0)) ** 2)
         return w / w.sum(axis=0)
 
-    def apply(self, x, params, xp=np):
-        return _convolve(x, self.weights(params, xp), self.max_lag, xp)
+    def apply(self, x, params, xp=np, axis=-2):
+        return _convolve(x, self.weights(params, xp), self.max_lag, xp, axis)
 
     def priors(self, pm, dims: str):
         return {"alpha": pm.Beta("adstock_alpha", *self.alpha_prior, dims=dims),
@@ -140,9 +152,9 @@ class HillSaturation:
 
     parameters = ("half", "shape")
 
-    def apply(self, x, params, xp=np):
-        half = xp.expand_dims(params["half"], -2)
-        shape = xp.expand_dims(params["shape"], -2)
+    def apply(self, x, params, xp=np, axis=-2):
+        half = xp.expand_dims(params["half"], axis)
+        shape = xp.expand_dims(params["shape"], axis)
         powered = xp.power(xp.maximum(x, 0.0), shape)
         return powered / (powered + xp.power(half, shape))
 
@@ -169,8 +181,8 @@ class LogisticSaturation:
 
     parameters = ("lam",)
 
-    def apply(self, x, params, xp=np):
-        decay = xp.exp(-xp.expand_dims(params["lam"], -2) * x)
+    def apply(self, x, params, xp=np, axis=-2):
+        decay = xp.exp(-xp.expand_dims(params["lam"], axis) * x)
         return (1.0 - decay) / (1.0 + decay)
 
     def priors(self, pm, dims: str):
