@@ -77,3 +77,25 @@ def rich_journeys() -> engine.Journeys:
 def make_rich_journeys():
     """The builder behind ``rich_journeys``: ``make_rich_journeys(seed, n_journeys, channels)``."""
     return _make_rich_journeys
+
+
+@pytest.fixture(scope="session")
+def tiny_roas_model_file(tmp_path_factory):
+    """A Bayesian ROAS model fitted to mmm_example.csv with 100 draws of one chain (fast, not
+    converged: for tests about what is done with a saved model) and saved as netCDF."""
+    import warnings
+    from pathlib import Path
+
+    import pandas as pd
+
+    from engine.models.bayes import BayesianROAS, ConvergenceWarning
+
+    data = pd.read_csv(Path(__file__).parent / "data" / "pymc_marketing_mmm" / "mmm_example.csv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = BayesianROAS(draws=100, tune=100, chains=1, rng=1).fit(
+            data, date="date_week", target="y", channels=["x1", "x2"],
+            controls=["event_1", "event_2"])
+    path = tmp_path_factory.mktemp("roas") / "model.nc"
+    model.save(path)
+    return path

@@ -8,7 +8,6 @@ the module; the Bayesian ROAS test fits one tiny model (100 draws of one chain).
 from __future__ import annotations
 
 import re
-import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -17,13 +16,12 @@ from click.testing import CliRunner
 
 import engine
 from engine.cli import cli
-from engine.models.bayes import BayesianROAS, ConvergenceWarning
+from engine.models.bayes import BayesianROAS
 from engine.report import build_report, write_report
 from engine.simulate import scenario, simulate
 from tests.browser import chromium_page
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
-MMM_EXAMPLE = Path(__file__).parent / "data" / "pymc_marketing_mmm" / "mmm_example.csv"
 ALWAYS = ("summary", "credit", "agreement", "markov", "shapley", "guide")
 EXAMPLE_CHARTS = ("chart-path-length", "chart-credit", "chart-agreement", "chart-markov-graph",
                   "chart-removal-effects", "chart-shapley")
@@ -237,17 +235,8 @@ def test_cli_rejects_an_output_it_cannot_write(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def roas_model_file(tmp_path_factory) -> Path:
-    data = pd.read_csv(MMM_EXAMPLE)
-    with warnings.catch_warnings():
-        # 100 draws of one chain: fast, not converged, and not what these tests are about.
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model = BayesianROAS(draws=100, tune=100, chains=1, rng=1).fit(
-            data, date="date_week", target="y", channels=["x1", "x2"],
-            controls=["event_1", "event_2"])
-    path = tmp_path_factory.mktemp("roas") / "model.nc"
-    model.save(path)
-    return path
+def roas_model_file(tiny_roas_model_file) -> Path:
+    return tiny_roas_model_file
 
 
 @pytest.mark.bayes

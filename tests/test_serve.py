@@ -10,21 +10,18 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-import warnings
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from click.testing import CliRunner
 
 import engine
 from engine.budget import Curves, scenarios
 from engine.cli import cli
-from engine.models.bayes import BayesianROAS, ConvergenceWarning
+from engine.models.bayes import BayesianROAS
 from engine.serve import MAX_BODY, PlannerServer, serve
 from tests.browser import chromium_page
 
-EXAMPLE = Path(__file__).parent / "data" / "pymc_marketing_mmm" / "mmm_example.csv"
 ARTIFACTS = Path(__file__).parent / "artifacts"
 JSON = {"Content-Type": "application/json"}
 
@@ -58,17 +55,8 @@ def curves_server():
 
 
 @pytest.fixture(scope="module")
-def model_file(tmp_path_factory) -> Path:
-    data = pd.read_csv(EXAMPLE)
-    with warnings.catch_warnings():
-        # 100 draws of one chain: fast, not converged, and not what these tests are about.
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model = BayesianROAS(draws=100, tune=100, chains=1, rng=1).fit(
-            data, date="date_week", target="y", channels=["x1", "x2"],
-            controls=["event_1", "event_2"])
-    path = tmp_path_factory.mktemp("serve") / "model.nc"
-    model.save(path)
-    return path
+def model_file(tiny_roas_model_file) -> Path:
+    return tiny_roas_model_file
 
 
 @pytest.fixture(scope="module")
