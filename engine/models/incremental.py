@@ -416,12 +416,9 @@ class Incremental(AttributionModel):
             "baseline_conversions": p_none[:, 0] * trials.sum(),
         }
         self.effects_ = pd.DataFrame(
-            self._effects(draws)[:, np.argsort(np.concatenate(
+            draws["effect"][:, np.argsort(np.concatenate(
                 [self.order_ + b * n_ch for b in range(self.rows_.shape[1] // n_ch)]))].mean(0)
             .reshape(-1, n_ch), index=self._feature_names(), columns=journeys.channels)
-
-    def _effects(self, draws: dict) -> np.ndarray:
-        return draws["effect"]
 
     def _feature_names(self) -> list[str]:
         names = [{"log": "log2(1 + touches)", "linear": "touches",
