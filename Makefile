@@ -22,6 +22,13 @@ $(CHROMIUM):
 	$(SUDO) apt-get install -y -q chromium chromium-driver || \
 	  { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium chromium-driver; }
 
+# Spark tests run a local Spark session on Debian's Java 17.
+JAVA := /usr/bin/java
+
+$(JAVA):
+	$(SUDO) apt-get install -y -q openjdk-17-jre-headless || \
+	  { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q openjdk-17-jre-headless; }
+
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $(VENV)/.installed $@
@@ -31,7 +38,7 @@ demo: $(VENV)/.installed
 	$(BIN)/attribution run example --model all --out $(OUT)/example_models.csv
 	$(BIN)/attribution report example --out $(OUT)/report.html
 
-test: $(VENV)/.installed-test $(CHROMIUM)
+test: $(VENV)/.installed-test $(CHROMIUM) $(JAVA)
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: $(VENV)/.installed

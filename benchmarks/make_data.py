@@ -17,7 +17,9 @@ Two outputs, both written under ``--out`` (default ``benchmarks/data/``, git-ign
     ``event_type`` (``"touch"``/``"conversion"``) and ``revenue`` (float on conversions, null on
     touches), spread over about six months and sorted by time as a tracking system would log it.
     Persons have a heavy-tailed number of touches, a favourite channel, and may convert several
-    times, so one person yields several journeys.
+    times, so one person yields several journeys. With ``--chunk`` the log is generated and
+    written ``--chunk`` touches at a time (each chunk its own persons, sorted by time within the
+    chunk only), so memory stays around one chunk whatever ``--touches`` is.
 
 Everything is vectorised over journeys, persons and touches; randomness comes only from
 ``--seed``.
@@ -26,6 +28,7 @@ Usage::
 
     .venv/bin/python benchmarks/make_data.py                       # both, default sizes
     .venv/bin/python benchmarks/make_data.py --what events --touches 1000000
+    .venv/bin/python benchmarks/make_data.py --what events --touches 100000000 --chunk 5000000
 """
 
 from __future__ import annotations
@@ -136,7 +139,7 @@ def path_table(n_journeys: int = 1_000_000, n_channels: int = 10, *,
 
 
 def event_log(n_touches: int = 10_000_000, n_channels: int = 10, *,
-              rng: np.random.Generator) -> pa.Table:
+              rng: np.random.Generator, first_person: int = 0, id_width: int = 8) -> pa.Table:
     """A raw touchpoint event log of ``n_touches`` touches plus the conversions they cause.
 
     Persons have ``1 + Poisson(Gamma(0.8, 8))`` touches (mean about 7, heavy tail), 40 % of them
@@ -144,6 +147,10 @@ def event_log(n_touches: int = 10_000_000, n_channels: int = 10, *,
     the most active). After each touch the person converts with a channel-dependent probability
     (times a per-person propensity), a few minutes to hours later and before their next touch,
     so active persons convert repeatedly. Rows are sorted by timestamp.
+
+    Person ids are ``"u"`` and the person's number, zero-padded to ``id_width`` digits; persons
+    are numbered from ``first_person`` on, without gaps, so logs generated one after another
+    with the next free number never share a person (:func:`write_event_log`).
     """
     if not 2 <= n_channels <= len(CHANNELS):
         raise ValueError(f"n_channels must be between 2 and {len(CHANNELS)}")
@@ -199,7 +206,8 @@ def event_log(n_touches: int = 10_000_000, n_channels: int = 10, *,
     money = np.concatenate([np.full(n_touches, np.nan), revenue])[order]
 
     ids = pc.binary_join_element_wise(
-        "u", pc.utf8_lpad(pa.array(np.arange(n_persons)).cast(pa.string()), 8, "0"), "")
+        "u", pc.utf8_lpad(pa.array(np.arange(first_person, first_person + n_persons))
+                          .cast(pa.string()), id_width, "0"), "")
 
     def strings(indices, dictionary):
         return pa.DictionaryArray.from_arrays(pa.array(indices.astype(np.int32)),
@@ -214,6 +222,51 @@ def event_log(n_touches: int = 10_000_000, n_channels: int = 10, *,
     })
 
 
+def write_event_log(target: Path, n_touches: int, n_channels: int = 10, *, chunk: int,
+                    rng: np.random.Generator, on_chunk=None) -> dict:
+    """Write an event log of ``n_touches`` touches to one Parquet file, ``chunk`` touches at a time.
+
+    Each chunk is an :func:`event_log` of its own persons (numbered on from the previous
+    chunk's), appended to the file as row groups, so memory stays around one chunk. Rows are
+    sorted by time within a chunk, not across the file. Person ids are padded to at least 8
+    digits, and to as many as ``n_touches - 1`` has (a person has at least one touch), so
+    every id in the file has the same width. ``on_chunk`` is called with the running totals
+    after each chunk (progress). Returns the totals: rows, touches, conversions, persons.
+
+    The file is written under a ``.partial`` name and renamed when complete: an interrupted run
+    must not leave a valid but short log that a benchmark would take for the full one.
+    """
+    if chunk < 1:
+        raise ValueError("chunk must be at least 1")
+    id_width = max(8, len(str(n_touches - 1)))
+    totals = {"rows": 0, "touches": 0, "conversions": 0, "persons": 0}
+    partial = target.with_name(target.name + ".partial")
+    writer = None
+    try:
+        while totals["touches"] < n_touches:
+            size = min(chunk, n_touches - totals["touches"])
+            table = event_log(size, n_channels, rng=rng, first_person=totals["persons"],
+                              id_width=id_width)
+            if writer is None:
+                writer = pq.ParquetWriter(partial, table.schema, compression="zstd")
+            writer.write_table(table)
+            totals["rows"] += table.num_rows
+            totals["touches"] += size
+            totals["conversions"] += pc.sum(pc.equal(table["event_type"], "conversion")).as_py()
+            totals["persons"] += pc.count_distinct(table["person_id"]).as_py()
+            del table
+            if on_chunk is not None:
+                on_chunk(totals)
+        writer.close()
+        partial.replace(target)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        partial.unlink(missing_ok=True)
+        raise
+    return totals
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--what", choices=("paths", "events", "all"), default="all")
@@ -224,6 +277,10 @@ def main(argv=None) -> None:
     parser.add_argument("--channels", type=int, default=DEFAULT_CHANNELS,
                         help=f"channels (2-{MAX_PATH_CHANNELS} in the path table, 2-12 in the "
                         f"event log; default {DEFAULT_CHANNELS})")
+    parser.add_argument("--chunk", type=int,
+                        help="write the event log this many touches at a time (zstd row groups, "
+                        "memory around one chunk; e.g. 5000000 for 100M touches); default: "
+                        "generate it in one go")
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--out", type=Path, default=DATA, help=f"output folder (default {DATA})")
     args = parser.parse_args(argv)
@@ -237,7 +294,20 @@ def main(argv=None) -> None:
         print(f"{target}: {args.journeys:,} journeys, {len(table):,} unique paths, "
               f"{table.total_conversions.sum():,} conversions "
               f"({time.perf_counter() - began:.1f} s)")
-    if args.what in ("events", "all"):
+    if args.what in ("events", "all") and args.chunk:
+        began = time.perf_counter()
+        target = args.out / f"events_{args.touches}.parquet"
+
+        def report(totals):
+            print(f"  {totals['touches']:,} of {args.touches:,} touches written "
+                  f"({time.perf_counter() - began:.0f} s)", flush=True)
+
+        totals = write_event_log(target, args.touches, args.channels, chunk=args.chunk, rng=rng,
+                                 on_chunk=report)
+        print(f"{target}: {totals['rows']:,} rows ({totals['touches']:,} touches, "
+              f"{totals['conversions']:,} conversions), {totals['persons']:,} persons, "
+              f"{target.stat().st_size / 2**30:.2f} GiB ({time.perf_counter() - began:.1f} s)")
+    elif args.what in ("events", "all"):
         began = time.perf_counter()
         table = event_log(args.touches, args.channels, rng=rng)
         target = args.out / f"events_{args.touches}.parquet"

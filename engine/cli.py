@@ -13,7 +13,6 @@ import contextlib
 import itertools
 import json
 import numbers
-import os
 import sys
 import traceback
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from rich.table import Table
 
 import engine
 from engine import kpi
+from engine._atomic import atomic_path
 from engine.compare import compare
 from engine.datasets import example_path
 from engine.errors import EngineError, MissingDataError
@@ -166,6 +166,10 @@ def _input_options(command):
         click.option("--lookback-days", callback=_parse_lookback, metavar="DAYS|none",
                      help="[events] Touches more than this many days before the journey's end "
                           "are not used; 'none' keeps them all. Default: 30."),
+        click.option("--engine", "engine_name", type=click.Choice(["duckdb", "spark"]),
+                     help="Where the relational work runs: embedded DuckDB (default) or Apache "
+                          "Spark (the active session, else ATTRIBUTION_SPARK_MASTER, default "
+                          "local[*]; needs pyspark and Java 17)."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -368,6 +372,7 @@ def _read(source: str, data_format: str | None, options: dict, settings: Setting
     """Journeys from INPUT with the options the user gave (the readers' defaults otherwise)."""
     path = example_path() if source == "example" else Path(source)
     given = {k: v for k, v in options.items() if v is not None}
+    backend = {"engine": given.pop("engine_name")} if "engine_name" in given else {}
     path_kwargs = {_PATH_OPTIONS[k]: v for k, v in given.items() if k in _PATH_OPTIONS}
     event_kwargs = {_EVENT_OPTIONS[k]: None if v is _NO_LOOKBACK else v
                     for k, v in given.items() if k in _EVENT_OPTIONS}
@@ -379,9 +384,13 @@ def _read(source: str, data_format: str | None, options: dict, settings: Setting
                           f"{source} is read as {data_format}")
     task = None if progress is None else progress.add_task(f"reading {source}", total=None)
     if data_format == "paths":
-        journeys = engine.read_paths(path, **path_kwargs)
+        journeys = engine.read_paths(path, **path_kwargs, **backend)
     else:
-        journeys = engine.read_events(path, **event_kwargs)
+        def step(message: str) -> None:
+            if task is not None:
+                progress.update(task, description=f"reading {source}: {message}")
+
+        journeys = engine.read_events(path, **event_kwargs, **backend, progress=step)
     if task is not None:
         progress.update(task, total=1, completed=1)
     report = journeys.report
@@ -855,17 +864,11 @@ def serve_command(settings: Settings, model_path, port, verbose):
 def _write(frame: pd.DataFrame, out: Path) -> None:
     """Write ``frame`` as CSV or Parquet (by extension) via a temporary file renamed into place."""
     kind = _output_kind(out)
-    partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
-    try:
+    with atomic_path(out) as partial:
         if kind == "parquet":
             frame.to_parquet(partial, index=False)
         else:
             frame.to_csv(partial, index=False, compression="gzip" if kind == "csv.gz" else None)
-        os.replace(partial, out)
-    except OSError as exc:
-        raise EngineError(f"{out}: cannot write ({exc.strerror or exc})") from exc
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def _stdout() -> Console:

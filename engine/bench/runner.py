@@ -32,6 +32,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from engine._atomic import atomic_path
 from engine.errors import EngineError, MissingDataError
 
 #: Columns of the table :func:`run_bench` returns.
@@ -294,5 +295,6 @@ def plot_bench(table: pd.DataFrame, path=None, metric: str = "nmae"):
         ax.set_xlabel(metric + (" (lower is better)" if metric.startswith("nmae") else ""))
     fig.tight_layout()
     if path is not None:
-        fig.savefig(path, dpi=120)
+        with atomic_path(path) as partial:
+            fig.savefig(partial, dpi=120)
     return fig

@@ -21,6 +21,7 @@ Every input row ends up used or counted in ``journeys.report`` with its reason.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 
 import ibis
 import numpy as np
@@ -29,12 +30,23 @@ import pyarrow.compute as pc
 
 from engine.errors import InputError
 from engine.ingest import backend
-from engine.ingest.channels import DEFAULT_CHANNEL_GROUPING, group_channels, validate_grouping
+from engine.ingest.channels import (
+    DEFAULT_CHANNEL_GROUPING,
+    group_channels,
+    validate_grouping,
+)
 from engine.ingest.identity import identity_pairs, map_pairs, node, stitch
-from engine.ingest.queries import case_variants, clean_name, encode_channels
+from engine.ingest.queries import case_variants, clean_name, not_finite
 from engine.ingest.report import IngestReport
-from engine.ingest.sources import ROW, load_table, require_columns, source_name
-from engine.journeys import LEAD, OPPORTUNITY, RESERVED_CHANNELS, Journeys
+from engine.ingest.sources import (
+    ROW,
+    is_spark_frame,
+    open_source,
+    require_columns,
+    source_name,
+)
+from engine.ingest.table import JourneyTable, touch_table
+from engine.journeys import RESERVED_CHANNELS, Journeys
 
 TOUCH, MILESTONE_LEAD, MILESTONE_OPPORTUNITY, CONVERSION = 0, 1, 2, 3
 DEFAULT_EVENT_TYPES = {
@@ -53,6 +65,9 @@ _EVENT_ORDER = ("ts", "kind", "n_conv", "channel", "revenue", ROW)
 _TOUCH_ORDER = ("ts", ROW)
 _TRUE = ("true", "t", "yes", "y")
 _FALSE = ("false", "f", "no", "n")
+# Times that parse but are no event's time: 'infinity', years before 1 or after 9999.
+_TIME_RANGE = (datetime(1, 1, 1, tzinfo=UTC),
+               datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC))
 
 # Reasons a row is not used, as shown in the report.
 MISSING_PERSON = "missing person id"
@@ -80,12 +95,13 @@ def read_events(source, *, person: str | None = "person_id", timestamp: str = "t
                 utm_source: str = "utm_source", utm_medium: str = "utm_medium",
                 utm_campaign: str = "utm_campaign", channel_grouping=None, event_types=None,
                 lookback_days: float | None = 30, collapse_repeats: bool = False,
-                engine: str | None = None) -> Journeys:
+                engine: str | None = None, collect: bool = True,
+                progress=None) -> Journeys | JourneyTable:
     """Read a touchpoint log (one row per event) and build journeys.
 
     Parameters
     ----------
-    source : str, pathlib.Path, pandas.DataFrame or pyarrow.Table
+    source : str, pathlib.Path, pandas.DataFrame, pyarrow.Table or pyspark.sql.DataFrame
         CSV (any common delimiter, optionally ``.gz``) or Parquet file, or a table.
     person : str or None
         Person (or device/cookie) identifier column. May be None when ``account`` is given.
@@ -124,7 +140,16 @@ def read_events(source, *, person: str | None = "person_id", timestamp: str = "t
     collapse_repeats : bool
         Keep only the first of consecutive touches of the same channel.
     engine : str, optional
-        Relational engine (``"duckdb"``, the default).
+        Relational engine: ``"duckdb"`` (the default; a Parquet file is scanned in place and
+        spilled to disk beyond ``ATTRIBUTION_MEMORY_LIMIT``) or ``"spark"`` (the default when
+        ``source`` is a ``pyspark.sql.DataFrame``).
+    collect : bool
+        True (default): return :class:`engine.Journeys`. False: keep the journeys on the engine
+        and return a :class:`engine.ingest.table.JourneyTable`, which models read through small
+        aggregates (for logs too large for this process; close it when done).
+    progress : callable, optional
+        Called with a short message as each step starts (``progress("sorting events")``) and
+        as touches come back; the CLI shows them on its progress bar.
 
     Returns
     -------
@@ -152,8 +177,10 @@ def read_events(source, *, person: str | None = "person_id", timestamp: str = "t
     (['Email > Paid Search', 'Display'], [1.0, 0.0], [3.0, 1.0, 0.0])
     """
     name = source_name(source)
-    arrow = load_table(source)
-    present = set(arrow.column_names)
+    engine = engine or ("spark" if is_spark_frame(source) else "duckdb")
+    con = backend.connect(engine)
+    opened = open_source(source, con, engine)
+    present = set(opened.column_names)
     if person is None and account is None:
         raise InputError("give a person or an account column", source=name)
     if account is not None:
@@ -169,95 +196,67 @@ def read_events(source, *, person: str | None = "person_id", timestamp: str = "t
                          f"({utm_source}, {utm_medium}, {utm_campaign}); name one with "
                          "channel=... or utm_source=...", source=name)
     identities = [identities] if isinstance(identities, str) else list(identities)
-    require_columns(arrow, {"person": person, "timestamp": timestamp, "channel": channel,
+    require_columns(opened, {"person": person, "timestamp": timestamp, "channel": channel,
                             "event_type": event_type, "conversion": conversion,
                             "revenue": revenue, "account": account}, name)
     for column in identities:
-        require_columns(arrow, {"identities": column}, name)
+        require_columns(opened, {"identities": column}, name)
     grouping = None if channel else validate_grouping(
         DEFAULT_CHANNEL_GROUPING if channel_grouping is None else channel_grouping,
-        [c for c in arrow.column_names if c != ROW], name)
+        [c for c in opened.column_names if c != ROW], name)
     kinds = _event_kinds(event_types, name)
     if lookback_days is not None and not (np.isfinite(lookback_days) and lookback_days > 0):
         raise InputError(f"lookback_days must be a positive number of days or None, not "
                          f"{lookback_days!r}", source=name)
 
-    con = backend.connect(engine)
     notes: list[str] = []
-    with backend.Scratch(con) as scratch:
-        t = backend.table(arrow, con)
+    n_rows = opened.num_rows
+    say = progress or (lambda message: None)
+    say(f"reading {n_rows:,} rows on {engine}")
+    scratch = backend.Scratch(con)
+    try:
+        t = opened.table
         id_columns = [c for c in [person, *identities] if c]
         mapping = _stitched(t, person, identities, identity_map, id_columns, notes, con)
+        say("parsing and validating rows")
         rows = scratch.keep(_parse(
             t, person=person, timestamp=timestamp, channel=channel, utm=utm, grouping=grouping,
             event_type=event_type, kinds=kinds, conversion=conversion, revenue=revenue,
             account=account, identities=identities, mapping=mapping))
         fates, kinds_seen = _row_checks(rows, name, con)
+        say("ordering events and splitting journeys at conversions")
         events = scratch.keep(_split(rows))
         scratch.drop(rows)
         dups = events.filter(events.dup)
         fates.append(backend.fetch(dups.aggregate(fate=ibis.literal(DUPLICATE), n=dups.count(),
                                                   first=dups[ROW].min()), con))
+        say("applying the lookback window")
         touches = scratch.keep(_touch_fates(events.filter(~events.dup), lookback_days,
                                             collapse_repeats))
-        kept, variants = _merge_case_variants(touches.filter(touches.fate == USED), con)
+        say("counting what happened to every row")
+        kept, channels, variants = _merge_case_variants(touches.filter(touches.fate == USED),
+                                                        con)
         if variants:
             notes.append("channel names differing only in case merged: " + ", ".join(
                 f"{k!r}->{v!r}" for k, v in sorted(variants.items())))
-        flat = backend.fetch(kept.order_by(["key", "seq", *_TOUCH_ORDER]).select(
-            "key", "seq", "channel", "ts", "end", "conversions", "value", "lead_ts",
-            "opportunity_ts"), con)
         fates += _used_fates(events, touches, con)
-        report = _report(fates, name, arrow.num_rows, notes)
-    if flat.num_rows == 0:
-        raise InputError("no usable event rows: " + "; ".join(
-            f"{n} {reason}" for reason, n in report.rejected.items()), source=name)
-    return _to_journeys(flat, report,
-                        bool(kinds_seen & {MILESTONE_LEAD, MILESTONE_OPPORTUNITY}))
-
-
-def _to_journeys(flat: pa.Table, report: IngestReport, has_milestones: bool) -> Journeys:
-    """CSR journeys from the kept touches sorted by journey, then in journey order.
-
-    Journey boundaries are where the key or the journey number changes; each lead
-    (opportunity) touch is the journey's last touch at or before its first lead (opportunity)
-    event; all vectorised.
-    """
-    n = flat.num_rows
-    key = flat["key"].combine_chunks()
-    seq = flat["seq"].to_numpy()
-    new = np.ones(n, dtype=bool)
-    new[1:] = (seq[1:] != seq[:-1]) | pc.not_equal(key.slice(1), key.slice(0, n - 1)).to_numpy(
-        zero_copy_only=False)
-    starts = np.flatnonzero(new)
-    ts, end = _micros(flat["ts"]), _micros(flat["end"])
-    index = np.arange(n)
-    # No lead or opportunity event at all: the journeys carry no milestones (None, not zeros),
-    # so B2B rules refuse them instead of running on made-up flags.
-    milestones = None if not has_milestones else np.zeros(n, dtype=np.uint8)
-    for column, flag in (("lead_ts", LEAD), ("opportunity_ts", OPPORTUNITY)):
-        if milestones is None or flat[column].null_count == n:
-            continue
-        at = _micros(flat[column])
-        candidate = np.where(at >= ts, index, -1)
-        chosen = np.maximum.reduceat(candidate, starts)
-        milestones[chosen[chosen >= 0]] |= flag
-    channels, codes = encode_channels(flat["channel"])
-    conversions = flat["conversions"].to_numpy()[starts].astype(float)
-    return Journeys(
-        channels=channels, offsets=np.append(starts, n), codes=codes, conversions=conversions,
-        value=flat["value"].to_numpy()[starts].astype(float),
-        nulls=(conversions == 0).astype(float), ages=(end - ts) / 86_400e6,
-        milestones=milestones, person=key.take(pa.array(starts)).to_numpy(zero_copy_only=False),
-        start=ts[starts].astype("datetime64[us]"), end=end[starts].astype("datetime64[us]"),
-        report=report)
-
-
-def _micros(column) -> np.ndarray:
-    """UTC timestamps as int64 microseconds; missing ones as the smallest int64 (before all)."""
-    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    return array.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).fill_null(
-        np.iinfo(np.int64).min).to_numpy()
+        report = _report(fates, name, n_rows, notes)
+        if not channels:
+            raise InputError("no usable event rows: " + "; ".join(
+                f"{n} {reason}" for reason, n in report.rejected.items()), source=name)
+        has_milestones = bool(kinds_seen & {MILESTONE_LEAD, MILESTONE_OPPORTUNITY})
+        say("building the touch table")
+        final = scratch.keep(touch_table(kept, channels, has_milestones, _TOUCH_ORDER))
+        scratch.drop(touches)
+        scratch.drop(events)
+    except BaseException:
+        scratch.__exit__(None, None, None)
+        raise
+    table = JourneyTable(final, channels, report, has_milestones, con, scratch)
+    if not collect:
+        return table
+    with table:
+        return table.collect(progress=progress)
 
 
 def _row_checks(rows, name, con) -> tuple[list[pa.Table], set]:
@@ -323,11 +322,14 @@ def _touch_fates(events, lookback_days, collapse_repeats):
 
 
 def _merge_case_variants(kept, con):
+    """Kept touches with case variants of a name merged, the final vocabulary (alphabetical),
+    and the merged spellings."""
     vocabulary = backend.fetch(kept.group_by("channel").aggregate(n=kept.count()), con)
-    variants = case_variants(vocabulary["channel"].to_pylist(), vocabulary["n"].to_pylist())
+    names = vocabulary["channel"].to_pylist()
+    variants = case_variants(names, vocabulary["n"].to_pylist())
     if variants:
         kept = kept.mutate(channel=kept.channel.substitute(variants))
-    return kept, variants
+    return kept, tuple(sorted({variants.get(c, c) for c in names})), variants
 
 
 def _used_fates(events, touches, con) -> list[pa.Table]:
@@ -364,8 +366,10 @@ def _report(fates: list[pa.Table], name, n_rows, notes) -> IngestReport:
             else:
                 rejected[fate] = rejected.get(fate, 0) + int(n)
                 first[fate] = row if fate not in first else min(first[fate], row)
+    # Reasons in the order a reader meets them (the engine's group order is arbitrary).
+    rejected = {fate: rejected[fate] for fate in sorted(rejected, key=lambda f: (first[f], f))}
     return IngestReport(source=name, n_rows=n_rows, n_used=used, rejected=rejected,
-                        first_row=first, notes=tuple(notes))
+                        first_row={fate: first[fate] for fate in rejected}, notes=tuple(notes))
 
 
 def _optional(column, default, present):
@@ -411,8 +415,12 @@ def _blank(value):
 
 
 def _number(value):
-    return value.strip().try_cast("float64") if value.type().is_string() \
-        else value.cast("float64")
+    """Text or numbers as float64; values of other types (dates, lists...) as not a number."""
+    if value.type().is_string():
+        return value.strip().try_cast("float64")
+    if value.type().is_numeric() or value.type().is_boolean() or value.type().is_null():
+        return value.cast("float64")
+    return ibis.null("float64")
 
 
 def _lookup(t, columns: list[str], derive, name: str):
@@ -476,8 +484,9 @@ def _parse(t, *, person, timestamp, channel, utm, grouping, event_type, kinds, c
             count = ibis.cases((flag.isin(_TRUE), 1.0), (flag.isin(_FALSE) | (flag == ""), 0.0),
                                else_=flag.try_cast("float64"))
         else:
-            count = raw.cast("float64")
-        count_given = raw.notnull()
+            count = _number(raw)
+        # A NaN count is given (and bad) on every engine: PySpark's notnull is false for NaN.
+        count_given = raw.notnull() | raw.isnan() if raw.type().is_floating() else raw.notnull()
     else:
         count, count_given = ibis.literal(0.0), ibis.literal(False)
     parsed = t.select(ROW, key=key, key_missing=key_missing, ts=ts, ts_missing=_blank(raw_ts),
@@ -488,7 +497,7 @@ def _parse(t, *, person, timestamp, channel, utm, grouping, event_type, kinds, c
 
     p = parsed
     count = p.conv_count
-    count_bad = p.count_given & (count.isnull() | count.isnan() | count.isinf() | (count < 0))
+    count_bad = p.count_given & (count.isnull() | not_finite(count) | (count < 0))
     count = count.fill_null(0.0)
     p = p.mutate(count_bad=count_bad, n_conv=ibis.cases(
         (p.kind == CONVERSION, ibis.cases((count > 0, count), else_=1.0)),
@@ -496,13 +505,15 @@ def _parse(t, *, person, timestamp, channel, utm, grouping, event_type, kinds, c
 
     converting = p.n_conv > 0
     checks = [(p.key_missing, MISSING_ACCOUNT if account else MISSING_PERSON),
-              (p.ts_missing, MISSING_TIMESTAMP), (p.ts.isnull(), BAD_TIMESTAMP),
+              (p.ts_missing, MISSING_TIMESTAMP),
+              (p.ts.isnull() | ~p.ts.between(*_TIME_RANGE), BAD_TIMESTAMP),
               (p.kind.isnull(), UNKNOWN_TYPE),
               ((p.kind == TOUCH) & (p.name.isnull() | (p.name == "")), MISSING_CHANNEL),
               (p.count_bad, BAD_CONVERSION)]
+    # NaN first: PySpark's isnull is also true for NaN, DuckDB's is not.
     money_issue = ibis.cases(
+        (converting & not_finite(p.money), NONFINITE_REVENUE),
         (converting & ~p.money_missing & p.money.isnull(), BAD_REVENUE),
-        (converting & (p.money.isnan() | p.money.isinf()), NONFINITE_REVENUE),
         (converting & (p.money < 0), NEGATIVE_REVENUE), else_=None) if revenue \
         else ibis.null("string")
     return p.select(ROW, key=p.key, ts=p.ts, kind=p.kind,

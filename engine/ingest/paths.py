@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.errors import InputError
-from engine.ingest.queries import case_variants
+from engine.ingest.queries import case_variants, not_finite
 from engine.ingest.report import IngestReport
 from engine.ingest.sources import ROW, load_table, require_columns, source_name
 from engine.journeys import RESERVED_CHANNELS, Journeys
@@ -80,7 +80,7 @@ def read_paths(source, *, path: str = "path", conversions: str = "total_conversi
     numbers = {key: _fast_number(arrow, column) if column else np.zeros(n_rows)
                for key, column in (("conversions", conversions), ("value", value),
                                    ("nulls", nulls))}
-    texts = arrow[path].cast(pa.string())
+    texts = _path_texts(arrow, path, name)
     if not _looks_valid(numbers, texts):
         _explain(arrow, path, conversions, value, nulls, sep, name, engine)
 
@@ -109,6 +109,15 @@ def read_paths(source, *, path: str = "path", conversions: str = "total_conversi
     merged = (f"{n_rows - journeys.n_journeys} rows repeated an earlier path and were summed "
               "into it")
     return replace(journeys, report=replace(report, notes=(merged, *report.notes)))
+
+
+def _path_texts(arrow, path, name) -> pa.ChunkedArray:
+    """The path column as text; an error if it holds something else (lists, binary data)."""
+    try:
+        return arrow[path].cast(pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        raise InputError(f"paths must be text, not {arrow[path].type}", source=name,
+                         column=path) from None
 
 
 def _fast_number(arrow, column) -> np.ndarray | None:
@@ -293,8 +302,12 @@ def _numbers(t, path, conversions, value, nulls):
     import ibis
 
     def number(column):
-        return t[column].cast("string").strip().try_cast("float64") if t[column].type().is_string() \
-            else t[column].cast("float64")
+        kind = t[column].type()
+        if kind.is_string():
+            return t[column].strip().try_cast("float64")
+        if kind.is_numeric() or kind.is_boolean() or kind.is_null():
+            return t[column].cast("float64")
+        return ibis.null("float64")  # dates, lists...: not a number
 
     zero = ibis.literal(0.0)
     return t.select(
@@ -324,7 +337,7 @@ def _check_rows(rows, path, conversions, value, nulls, sep, name, con):
         checks[f"{label} is missing"] = (column, missing)
         checks[f"{label} is not a number"] = (column, raw.notnull() & (raw.strip() != "")
                                               & number.isnull())
-        checks[f"{label} is NaN or infinite"] = (column, number.isnan() | number.isinf())
+        checks[f"{label} is NaN or infinite"] = (column, not_finite(number))
         checks[f"{label} is negative"] = (column, number < 0)
     aggregates = {f"c{i}": rows[ROW].min(where=flag) for i, (_, flag) in enumerate(checks.values())}
     found = backend.fetch(rows.aggregate(**aggregates), con).to_pylist()[0]

@@ -27,6 +27,14 @@ def clean_name(value: ibis.Value) -> ibis.Value:
     return value.cast("string").re_replace(_WHITESPACE, " ").strip()
 
 
+def not_finite(value: ibis.Value) -> ibis.Value:
+    """True where a float is NaN or infinite (NULL where it is NULL), the same on every engine:
+    ``x - x`` is 0 for finite ``x`` and NaN otherwise (Ibis compiles ``isinf`` to something
+    PySpark evaluates as false for infinities).
+    """
+    return (value - value) != 0
+
+
 def case_variants(names: list[str], weights: list[float]) -> dict[str, str]:
     """Map each spelling of a channel that differs only in case to its most frequent spelling.
 

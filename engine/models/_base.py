@@ -21,13 +21,17 @@ class AttributionModel:
     """Base class: keyword hyper-parameters, ``fit(journeys) -> self``, ``attribute()``.
 
     Subclasses set ``name`` (snake_case, unique: it registers the model), ``description`` (one
-    line), ``requires`` (journey data the model needs: ``"ages"``, ``"milestones"``), store their
+    line), ``requires`` (journey data the model needs: ``"ages"``, ``"milestones"``),
+    ``paths_only`` (False when the result depends on more than paths and counts), store their
     ``__init__`` keywords unchanged, and implement ``_fit(journeys)`` and ``_attribute()``.
     """
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     requires: ClassVar[tuple[str, ...]] = ()
+    #: Whether the model's result depends only on the paths and their counts (so identical
+    #: journeys may be merged first); models reading persons or timestamps set it False.
+    paths_only: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -61,14 +65,29 @@ class AttributionModel:
             delattr(self, attribute)
 
     def fit(self, journeys: Journeys) -> "AttributionModel":
-        """Learn from ``journeys``; returns ``self``. Anything learned before is forgotten."""
-        if not isinstance(journeys, Journeys):
+        """Learn from ``journeys``; returns ``self``. Anything learned before is forgotten.
+
+        ``journeys`` may also be a :class:`engine.ingest.table.JourneyTable` (journeys kept on
+        DuckDB or Spark): a model with ``_fit_table`` reads the aggregates it needs from the
+        engine; one that needs only paths fits on the distinct paths
+        (:meth:`~engine.ingest.table.JourneyTable.unique`); any other model collects the
+        journeys.
+        """
+        from engine.ingest.table import JourneyTable
+
+        if not isinstance(journeys, (Journeys, JourneyTable)):
             raise EngineError(f"{self.name}.fit expects engine.Journeys, got "
                               f"{type(journeys).__name__}; use engine.read_paths/read_events")
         self._forget()
         self._validate_params()
         journeys.require(*self.requires, model=self.name)
-        self._fit(journeys)
+        if isinstance(journeys, Journeys):
+            self._fit(journeys)
+        elif hasattr(self, "_fit_table"):
+            self._fit_table(journeys)
+        else:
+            self._fit(journeys.collect() if self.requires or not self.paths_only
+                      else journeys.unique())
         self.journeys_ = journeys
         return self
 

@@ -170,6 +170,7 @@ class Incremental(AttributionModel):
     name = "incremental"
     description = ("Bayesian conversion model on journeys: credit for the conversions each "
                    "channel causes (Shapley split of the modelled incremental probability)")
+    paths_only = False  # with half_life it weighs touches by their ages
 
     def __init__(self, *, link="cloglog", transform="log", half_life=None, position=False,
                  signed=False, prior_scale=1.0, method="nuts", draws=500, tune=500, chains=2,

@@ -242,13 +242,8 @@ def transition_counts(journeys: Journeys, order: int = 1,
     >>> chain.source.tolist(), chain.target.tolist(), chain.count.tolist()
     ([0, 1, 2, 3, 3], [1, 2, 3, 4, 5], [3.0, 3.0, 3.0, 1.0, 2.0])
     """
-    if not isinstance(order, Integral) or isinstance(order, bool) or not 1 <= order <= MAX_ORDER:
-        raise EngineError(f"markov: order must be an integer from 1 to {MAX_ORDER}, not {order!r}")
-    order = int(order)
+    order = check_order(order, journeys.n_channels)
     base = journeys.n_channels + 1
-    if base ** order >= 2 ** 62:
-        raise EngineError(f"markov: order {order} with {journeys.n_channels} channels has too "
-                          "many possible states; lower the order")
     conversions, nulls, value = journeys.conversions, journeys.nulls, journeys.value
     weight = conversions + nulls
     lengths, codes = journeys.lengths, journeys.codes
@@ -314,21 +309,66 @@ def transition_counts(journeys: Journeys, order: int = 1,
     end_conversions = np.bincount(ends, conversions, minlength=n_transient)
     end_nulls = np.bincount(ends, nulls, minlength=n_transient)
     end_value = np.bincount(ends, np.where(converting, value, 0.0), minlength=n_transient)
-    into_conversion = np.flatnonzero(end_conversions > 0)
-    into_null = np.flatnonzero(end_nulls > 0)
 
     inner = inner.astype(np.int64)
-    source = np.concatenate([inner // n_transient, into_conversion, into_null])
-    target = np.concatenate([inner % n_transient, np.full(len(into_conversion), n_transient),
+    return _chain(journeys.channels, order, grams, inner // n_transient, inner % n_transient,
+                  inner_count, end_conversions, end_nulls, end_value)
+
+
+def check_order(order, n_channels: int) -> int:
+    """``order`` as an int, or an :class:`EngineError` when it is out of range or its state
+    ids would overflow 64-bit integers with ``n_channels`` channels."""
+    if not isinstance(order, Integral) or isinstance(order, bool) or not 1 <= order <= MAX_ORDER:
+        raise EngineError(f"markov: order must be an integer from 1 to {MAX_ORDER}, not {order!r}")
+    order = int(order)
+    if (n_channels + 1) ** order >= 2 ** 62:
+        raise EngineError(f"markov: order {order} with {n_channels} channels has too "
+                          "many possible states; lower the order")
+    return order
+
+
+def _chain(channels, order, grams, inner_source, inner_target, inner_count, end_conversions,
+           end_nulls, end_value) -> MarkovChain:
+    """The chain from its transitions between transient states and the conversions, nulls and
+    value of the journeys ending in each transient state (arrays over all of them)."""
+    n_transient = len(grams) + 1
+    into_conversion = np.flatnonzero(end_conversions > 0)
+    into_null = np.flatnonzero(end_nulls > 0)
+    source = np.concatenate([inner_source, into_conversion, into_null])
+    target = np.concatenate([inner_target, np.full(len(into_conversion), n_transient),
                              np.full(len(into_null), n_transient + 1)])
     count = np.concatenate([inner_count, end_conversions[into_conversion],
                             end_nulls[into_null]])
-    carried = np.concatenate([np.zeros(len(inner)), end_value[into_conversion],
+    carried = np.concatenate([np.zeros(len(inner_source)), end_value[into_conversion],
                               np.zeros(len(into_null))])
     ordered = np.argsort(source * (n_transient + 2) + target, kind="stable")
-    return MarkovChain(channels=journeys.channels, order=order, grams=grams,
+    return MarkovChain(channels=channels, order=order, grams=grams,
                        source=source[ordered], target=target[ordered], count=count[ordered],
                        value=carried[ordered])
+
+
+def chain_from_counts(channels: tuple, order: int, previous: np.ndarray, gram: np.ndarray,
+                      count: np.ndarray, end_gram: np.ndarray, end_conversions: np.ndarray,
+                      end_nulls: np.ndarray, end_value: np.ndarray) -> MarkovChain:
+    """The chain from relational aggregates over touches (see
+    :meth:`engine.ingest.table.JourneyTable.transitions`): journeys moving from state id
+    ``previous`` (0 = ``(start)``) to ``gram``, and the conversions, nulls and value of the
+    journeys ending in ``end_gram``. State ids are the little-endian k-gram digits of
+    :func:`transition_counts`, so the result equals it on the same journeys.
+    """
+    base = len(channels) + 1
+    distinct = np.unique(np.asarray(gram, dtype=np.int64))
+    n_transient = len(distinct) + 1
+    number = np.searchsorted(distinct, np.asarray(gram, dtype=np.int64)) + 1
+    previous = np.asarray(previous, dtype=np.int64)
+    before = np.where(previous == 0, 0, np.searchsorted(distinct, previous) + 1)
+    grams = ((distinct[:, None] // base ** np.arange(order)[::-1]) % base - 1).astype(np.int64)
+    ends = np.searchsorted(distinct, np.asarray(end_gram, dtype=np.int64)) + 1
+    totals = [np.bincount(ends, np.asarray(v, dtype=float), minlength=n_transient)
+              for v in (end_conversions, end_nulls, end_value)]
+    keep = np.asarray(count, dtype=float) > 0
+    return _chain(tuple(channels), order, grams, before[keep], number[keep],
+                  np.asarray(count, dtype=float)[keep], *totals)
 
 
 def dirichlet_draws(chain: MarkovChain, n_draws: int, rng=None,
@@ -723,14 +763,14 @@ def _credit(scores: np.ndarray, total: float) -> np.ndarray:
     return np.divide(scores * total, sums, out=np.zeros_like(scores), where=sums > 0)
 
 
-def _draw_tolerance(journeys: Journeys) -> float:
+def _draw_tolerance(conversions: float, nulls: float) -> float:
     """How exactly to solve posterior draws: 1 % of the posterior's relative standard deviation
     of the conversion probability, ``sqrt((1 - p) / (n p))`` over ``n`` journeys converting at
     rate ``p`` (between ``1e-9`` and ``1e-4``). The numerical error then
     stays far below the spread the intervals describe, and below the Monte-Carlo error of their
     quantiles, while large tables (with narrow posteriors) are solved more exactly."""
-    n = float((journeys.conversions + journeys.nulls).sum())
-    p = journeys.total_conversions / n
+    n = conversions + nulls
+    p = conversions / n
     spread = np.sqrt((1.0 - p) / (n * p)) if 0 < p < 1 else 0.0
     return float(np.clip(0.01 * spread, 1e-9, 1e-4))
 
@@ -843,18 +883,16 @@ class Markov(AttributionModel):
         self._check_sampling()
 
     @staticmethod
-    def _check_journeys(journeys: Journeys) -> None:
-        if journeys.total_conversions <= 0:
+    def _check(conversions: float, nulls: float, channels_touched: int) -> None:
+        if conversions <= 0:
             raise MissingDataError("markov: the journeys have no conversions; removal effects "
                                    "need converting journeys")
-        if not (journeys.nulls > 0).any():
+        if nulls <= 0:
             raise MissingDataError(
                 "markov: the journeys have no non-converting journeys (all nulls are 0); "
                 "without them every path converts and removal effects are meaningless; read "
                 "a path table with a nulls column (total_null) or an event log")
-        weighted = np.repeat(journeys.conversions + journeys.nulls > 0, journeys.lengths)
-        touched = np.bincount(journeys.codes, weighted, minlength=journeys.n_channels)
-        if np.count_nonzero(touched) < 2:
+        if channels_touched < 2:
             raise InputError("markov: the journeys touch fewer than two channels; there is "
                              "nothing to attribute between")
 
@@ -871,16 +909,36 @@ class Markov(AttributionModel):
         owner[np.arange(chain.n_transient - 1), chain.last_channel[1:]] = 1.0
         return np.einsum("drm,rc->dcm", np.nan_to_num(effects), owner)
 
+    @classmethod
+    def _check_journeys(cls, journeys: Journeys) -> None:
+        weighted = np.repeat(journeys.conversions + journeys.nulls > 0, journeys.lengths)
+        touched = np.bincount(journeys.codes, weighted, minlength=journeys.n_channels)
+        cls._check(journeys.total_conversions, float(journeys.nulls.sum()),
+                   np.count_nonzero(touched))
+
     def _fit(self, journeys: Journeys) -> None:
         self._check_journeys(journeys)
         chain = transition_counts(journeys, self.order, bool(self.collapse_repeats))
+        self._fit_chain(chain, journeys.total_conversions, journeys.total_value,
+                        _draw_tolerance(journeys.total_conversions, float(journeys.nulls.sum())))
+
+    def _fit_table(self, table) -> None:
+        """Fit from a :class:`engine.ingest.table.JourneyTable`: the transition counts come
+        from the engine, nothing per journey comes back."""
+        self._check(table.total_conversions, table.total_nulls, table.channels_touched)
+        chain = table.transitions(self.order, bool(self.collapse_repeats))
+        self._fit_chain(chain, table.total_conversions, table.total_value,
+                        _draw_tolerance(table.total_conversions, table.total_nulls))
+
+    def _fit_chain(self, chain: MarkovChain, total_conversions: float, total_value: float,
+                   tolerance: float) -> None:
         removals = self._removals(chain)
         solved = absorption(chain, removals=removals)
         point = _effects(solved)
         scores = self._channel_scores(chain, point)[0]
-        totals = np.array([journeys.total_conversions, journeys.total_value])
+        totals = np.array([total_conversions, total_value])
         self.chain_ = chain
-        self.channels_ = journeys.channels
+        self.channels_ = chain.channels
         self.conversion_probability_ = float(solved[0, 0, 0])
         self.conversions_ = _credit(scores[:, 0], totals[0])
         self.value_ = _credit(scores[:, 1], totals[1])
@@ -889,8 +947,7 @@ class Markov(AttributionModel):
         self.draws_ = None
         if self.n_draws:
             drawn = self._channel_scores(chain, _effects(posterior_absorption(
-                chain, int(self.n_draws), self.rng, removals,
-                tolerance=_draw_tolerance(journeys))))
+                chain, int(self.n_draws), self.rng, removals, tolerance=tolerance)))
             self.draws_ = {
                 "conversions": _credit(drawn[..., 0], totals[0]),
                 "value": _credit(drawn[..., 1], totals[1]),

@@ -154,9 +154,24 @@ class RuleModel(AttributionModel):
                                         minlength=n)
         self.value_ = np.bincount(active.codes, weights * active.value[row], minlength=n)
 
+    def _fit_table(self, table) -> None:
+        """Fit from a :class:`engine.ingest.table.JourneyTable`: the same weights as one
+        relational query on the engine (:mod:`engine.ingest.rule_queries`); only the credit per
+        channel comes back."""
+        from engine.ingest.rule_queries import rule_credit
+
+        self.channels_ = table.channels
+        self.conversions_, self.value_ = rule_credit(self, table.touches, table.channels,
+                                                     table.con)
+
     @property
     def touch_weights_(self) -> np.ndarray:
-        """Each touch's share of its journey's credit, for every touch of the fitted journeys."""
+        """Each touch's share of its journey's credit, for every touch of the fitted journeys
+        (for a :class:`~engine.ingest.table.JourneyTable`, see
+        :func:`engine.ingest.rule_queries.touch_weights`)."""
+        if not isinstance(self.journeys_, Journeys):
+            raise EngineError(f"{self.name}: the journeys stayed on the engine; get the weights "
+                              "with engine.ingest.rule_queries.touch_weights")
         return self._touch_weights(self.journeys_)
 
     def _attribute(self) -> Attribution:

@@ -199,37 +199,64 @@ def coalition_counts(journeys: Journeys, engine: str | None = None) -> Coalition
     >>> c.members.tolist(), c.conversions.tolist(), c.nulls.tolist(), c.index.tolist()
     ([[False, True], [True, True]], [0.0, 3.0], [3.0, 1.0], [1, 1, 0])
     """
-    import ibis
     import pyarrow as pa
 
     from engine.ingest import backend
 
-    n_words = max(1, -(-journeys.n_channels // BITS))
     con = backend.connect(engine)
     touches = backend.table(pa.table({"j": journeys.journey_index,
                                       "c": journeys.codes.astype(np.int64)}), con)
-    one = ibis.literal(1, type="int64")
-    words = {f"w{w}": ibis.ifelse(touches.c // BITS == w, one << (touches.c % BITS), 0).bit_or()
-             for w in range(n_words)}
-    per_journey = touches.group_by("j").aggregate(**words).order_by("j")
+    per_journey = coalition_query(touches, ["j"], journeys.n_channels, code="c").order_by("j")
     fetched = backend.fetch(per_journey, con)
-    masks = np.column_stack([fetched[f"w{w}"].to_numpy() for w in range(n_words)]).astype(
-        np.int64)
-    # Distinct sets in lexicographic order of the words (a lexsort: np.unique(axis=0) is
-    # several times slower on wide masks).
-    order = np.lexsort(masks.T[::-1])
-    ordered = masks[order]
-    first = np.ones(len(ordered), dtype=bool)
-    first[1:] = np.any(ordered[1:] != ordered[:-1], axis=1)
-    distinct = ordered[first]
-    index = np.empty(len(masks), dtype=np.int64)
-    index[order] = np.cumsum(first) - 1
+    words = [c for c in fetched.column_names if c.startswith("w")]
+    masks = np.column_stack([fetched[w].to_numpy() for w in words]).astype(np.int64)
+    distinct, index = _distinct_rows(masks)
     m = len(distinct)
     return Coalitions(
         channels=journeys.channels, masks=distinct,
         conversions=np.bincount(index, journeys.conversions, minlength=m),
         nulls=np.bincount(index, journeys.nulls, minlength=m),
         value=np.bincount(index, journeys.value, minlength=m), index=index)
+
+
+def coalition_query(touches, journey: list[str], n_channels: int, code: str = "code"):
+    """One row per journey of ``touches`` (grouped by the ``journey`` columns): its channel set as
+    int64 words ``w0, w1, ...`` (bit ``c % 62`` of word ``c // 62``). A relational query run by
+    any engine: the sum of ``1 << bit`` over the journey's distinct channels (Spark has no
+    ``bit_or`` in Ibis)."""
+    import ibis
+
+    n_words = max(1, -(-n_channels // BITS))
+    distinct = touches.select(*journey, _c=touches[code].cast("int64")).distinct()
+    one = ibis.literal(1, type="int64")
+    words = {f"w{w}": ibis.ifelse(distinct._c // BITS == w, one << (distinct._c % BITS),
+                                  0).sum() for w in range(n_words)}
+    return distinct.group_by(journey).aggregate(**words)
+
+
+def coalitions_from(grouped, words: list[str], channels: tuple) -> Coalitions:
+    """:class:`Coalitions` from a relational aggregate per channel set (columns ``words``,
+    ``conversions``, ``nulls``, ``value``), rows sorted as :func:`coalition_counts` sorts them;
+    ``index`` is empty (the journeys stayed on the engine)."""
+    masks = np.column_stack([grouped[w].to_numpy() for w in words]).astype(np.int64)
+    order = np.lexsort(masks.T[::-1])
+    return Coalitions(channels=tuple(channels), masks=masks[order],
+                      conversions=grouped["conversions"].to_numpy()[order].astype(float),
+                      nulls=grouped["nulls"].to_numpy()[order].astype(float),
+                      value=grouped["value"].to_numpy()[order].astype(float),
+                      index=np.zeros(0, dtype=np.int64))
+
+
+def _distinct_rows(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows in lexicographic order of the words and each row's index among them (a
+    lexsort: ``np.unique(axis=0)`` is several times slower on wide masks)."""
+    order = np.lexsort(masks.T[::-1])
+    ordered = masks[order]
+    first = np.ones(len(ordered), dtype=bool)
+    first[1:] = np.any(ordered[1:] != ordered[:-1], axis=1)
+    index = np.empty(len(masks), dtype=np.int64)
+    index[order] = np.cumsum(first) - 1
+    return ordered[first], index
 
 
 # -- Shapley solvers -----------------------------------------------------------------------------

@@ -4,7 +4,6 @@ Bayesian ROAS model."""
 from __future__ import annotations
 
 import datetime
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pandas as pd
 
 import engine
 from engine import kpi
+from engine._atomic import atomic_path
 from engine.compare import compare
 from engine.errors import EngineError
 from engine.journeys import Journeys
@@ -197,14 +197,8 @@ def write_report(path, journeys: Journeys, **options) -> Path:
     if path.is_dir():
         raise EngineError(f"{path}: is a folder, not a file")
     page = build_report(journeys, **options)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
+    with atomic_path(path) as partial:
         partial.write_text(page, encoding="utf-8")
-        os.replace(partial, path)
-    except OSError as exc:
-        raise EngineError(f"{path}: cannot write ({exc.strerror or exc})") from exc
-    finally:
-        partial.unlink(missing_ok=True)
     return path
 
 

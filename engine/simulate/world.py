@@ -41,6 +41,7 @@ true ROAS, incremental revenue over spend (the counterfactual the ROAS models es
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from engine._atomic import atomic_path
 from engine.errors import EngineError
 
 #: Beta distribution of a touch's position in the window, by funnel stage.
@@ -304,26 +306,28 @@ class Simulation:
         return read_events(self.events, **options)
 
     def save(self, directory) -> Path:
-        """Write ``events.parquet``, ``weekly.csv``, ``truth.csv`` and ``world.json``."""
+        """Write ``events.parquet``, ``weekly.csv``, ``truth.csv`` and ``world.json``.
+
+        Each goes to a temporary file, renamed into place once all four are written: a failure
+        leaves no partial file, and the files of an earlier save as they were.
+        """
         out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        _write(out / "events.parquet", lambda p: self.events.to_parquet(p, index=False))
-        _write(out / "weekly.csv", lambda p: self.weekly.to_csv(p, index=False))
-        _write(out / "truth.csv", lambda p: self.truth.to_csv(p, index=False))
-        record = {"world": self.world.to_dict(), "summary": self.summary}
-        _write(out / "world.json",
-               lambda p: Path(p).write_text(json.dumps(record, indent=2, default=float)))
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise EngineError(f"{out}: cannot create the folder ({exc.strerror or exc})") \
+                from None
+        record = json.dumps({"world": self.world.to_dict(), "summary": self.summary}, indent=2,
+                            default=float)
+        with contextlib.ExitStack() as stack:
+            def partial(name: str) -> Path:
+                return stack.enter_context(atomic_path(out / name))
+
+            self.events.to_parquet(partial("events.parquet"), index=False)
+            self.weekly.to_csv(partial("weekly.csv"), index=False)
+            self.truth.to_csv(partial("truth.csv"), index=False)
+            partial("world.json").write_text(record)
         return out
-
-
-def _write(path: Path, writer) -> None:
-    """Write through a temporary file and rename, so no partial file is ever left."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        writer(tmp)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def load_world(path) -> World:

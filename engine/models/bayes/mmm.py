@@ -49,6 +49,7 @@ from numbers import Integral, Real
 import numpy as np
 import pandas as pd
 
+from engine._atomic import atomic_path
 from engine.errors import EngineError, InputError, NotFittedError
 from engine.models.bayes.components import (ADSTOCKS, SATURATIONS, GeometricAdstock,
                                             LogisticSaturation)
@@ -674,7 +675,11 @@ class BayesianROAS:
 
     # -- persistence -----------------------------------------------------------------------------
     def save(self, path) -> None:
-        """Write the fitted model (posterior, data, settings) to a netCDF file (ArviZ)."""
+        """Write the fitted model (posterior, data, settings) to a netCDF file (ArviZ).
+
+        The file is written under a temporary name and renamed into place, so a failure never
+        leaves a partial file, nor replaces an earlier one.
+        """
         import xarray as xr
 
         self._require_fit()
@@ -693,7 +698,8 @@ class BayesianROAS:
         settings.update(adstock=_describe(self.adstock_), saturation=_describe(self.saturation_),
                         outcome=self.outcome_, step_days=series.step_days)
         idata.posterior.attrs["engine_bayes_roas"] = json.dumps(settings, default=str)
-        idata.to_netcdf(str(path))
+        with atomic_path(path) as partial:
+            idata.to_netcdf(str(partial))
 
     @classmethod
     def load(cls, path) -> "BayesianROAS":
