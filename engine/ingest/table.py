@@ -252,7 +252,7 @@ class JourneyTable:
         codes, ages = np.empty(n, dtype=np.int32), np.empty(n, dtype=np.float64)
         milestones = np.empty(n, dtype=np.uint8) if self.has_milestones else None
         columns = ["code", "age", *(["milestone"] if self.has_milestones else [])]
-        at = 0
+        at = reported = 0
         for batch in backend.batches(t.order_by([*_JOURNEY, "position"]).select(*columns),
                                      self.con, batch_rows):
             size = batch.num_rows
@@ -262,7 +262,9 @@ class JourneyTable:
                 milestones[at:at + size] = batch.column("milestone").to_numpy(
                     zero_copy_only=False)
             at += size
-            say(f"collected {at:,} of {n:,} touches")
+            if at >= reported + n // 10 or at == n:  # a line per tenth, not per batch
+                reported = at
+                say(f"collected {at:,} of {n:,} touches")
         if at != n:
             raise InputError(f"the engine returned {at} touches for journeys of {n}; the input "
                              "changed while it was read", source=self.report.source)
