@@ -192,7 +192,8 @@ def _choose_order(models, journeys: Journeys, seed: int, settings: Settings) -> 
     """Replace an ``auto`` Markov order by the best one on these journeys."""
     for model in models:
         if model.name == "markov" and model.order == _AUTO:
-            table, best = select_order(journeys, max_order=4, rng=seed)
+            paths = journeys if isinstance(journeys, Journeys) else journeys.unique()
+            table, best = select_order(paths, max_order=4, rng=seed)
             model.set_params(order=best)
             if not settings.quiet:
                 scores = ", ".join(f"{row.order}: log-loss {row.log_loss:.4f}, AUC {row.auc:.3f}"
@@ -284,11 +285,16 @@ def run_command(settings: Settings, input, data_format, model_names, params, out
                                        "order": _order(markov_order, params)}}
         model_names = model_names or ("all",)
     models, explicit = _select(model_names or ("all",), params, seed)
+    # On Spark an event log's journeys stay on the cluster; models read aggregates from them.
+    keep = options.get("engine_name") == "spark"
     with _progress(settings) as progress:
-        journeys = _read(input, data_format, options, settings, progress)
-        models = _supported(models, explicit, journeys, settings)
-        _choose_order(models, journeys, seed, settings)
-        table = _fit(models, journeys, progress)
+        journeys = _read(input, data_format, options, settings, progress, keep=keep)
+        with contextlib.ExitStack() as stack:
+            if not isinstance(journeys, Journeys):  # a JourneyTable: drop it when done
+                stack.enter_context(journeys)
+            models = _supported(models, explicit, journeys, settings)
+            _choose_order(models, journeys, seed, settings)
+            table = _fit(models, journeys, progress)
     if out is not None:
         _write(table, out)
     if not settings.quiet:
@@ -368,8 +374,9 @@ def kpi_command(settings: Settings, input, data_format, spend, model_names, out,
 # -- reading --------------------------------------------------------------------------------
 
 def _read(source: str, data_format: str | None, options: dict, settings: Settings,
-          progress) -> Journeys:
-    """Journeys from INPUT with the options the user gave (the readers' defaults otherwise)."""
+          progress, keep: bool = False):
+    """Journeys from INPUT with the options the user gave (the readers' defaults otherwise);
+    with ``keep``, an event log's journeys stay on the engine (a ``JourneyTable``)."""
     path = example_path() if source == "example" else Path(source)
     given = {k: v for k, v in options.items() if v is not None}
     backend = {"engine": given.pop("engine_name")} if "engine_name" in given else {}
@@ -390,7 +397,8 @@ def _read(source: str, data_format: str | None, options: dict, settings: Setting
             if task is not None:
                 progress.update(task, description=f"reading {source}: {message}")
 
-        journeys = engine.read_events(path, **event_kwargs, **backend, progress=step)
+        journeys = engine.read_events(path, **event_kwargs, **backend, progress=step,
+                                      collect=not keep)
     if task is not None:
         progress.update(task, total=1, completed=1)
     report = journeys.report

@@ -110,12 +110,14 @@ def test_spark_dataframe_source_numbers_rows_like_the_file(spark, b2b_events, tm
 
 
 def test_cli_engine_option(spark, tmp_path):
+    """On Spark the CLI keeps the journeys on the cluster (a JourneyTable); same table."""
     outs = []
     for name in ("duckdb", "spark"):
         out = tmp_path / f"{name}.csv"
         assert cli(["run", DP6, "--format", "events", "--person", "user_pseudo_id",
                     "--timestamp", "event_time", "--conversion", "is_conversion_purchase",
-                    "--channel", "source_medium", "--model", "linear", "--engine", name,
+                    "--channel", "source_medium", "--model", "linear", "--model", "markov",
+                    "--model", "time_decay", "--engine", name,
                     "--out", str(out), "--quiet"]) == 0
         outs.append(pd.read_csv(out))
     pd.testing.assert_frame_equal(outs[0], outs[1])
