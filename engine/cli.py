@@ -289,9 +289,8 @@ def run_command(settings: Settings, input, data_format, model_names, params, out
     keep = options.get("engine_name") == "spark"
     with _progress(settings) as progress:
         journeys = _read(input, data_format, options, settings, progress, keep=keep)
-        with contextlib.ExitStack() as stack:
-            if not isinstance(journeys, Journeys):  # a JourneyTable: drop it when done
-                stack.enter_context(journeys)
+        # A JourneyTable drops its tables on the engine when done.
+        with contextlib.nullcontext() if isinstance(journeys, Journeys) else journeys:
             models = _supported(models, explicit, journeys, settings)
             _choose_order(models, journeys, seed, settings)
             table = _fit(models, journeys, progress)

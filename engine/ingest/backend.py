@@ -160,7 +160,11 @@ class Scratch:
     def __enter__(self) -> Scratch:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def close(self) -> None:
+        """Drop every kept table (latest first: Spark views are defined over earlier ones)."""
         for table_name in reversed(self.names):
             self._drop(table_name)
         self.names.clear()
+
+    def __exit__(self, *exc) -> None:
+        self.close()

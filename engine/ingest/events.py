@@ -250,7 +250,7 @@ def read_events(source, *, person: str | None = "person_id", timestamp: str = "t
         scratch.drop(touches)
         scratch.drop(events)
     except BaseException:
-        scratch.__exit__(None, None, None)
+        scratch.close()
         raise
     table = JourneyTable(final, channels, report, has_milestones, con, scratch)
     if not collect:

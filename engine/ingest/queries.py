@@ -52,18 +52,6 @@ def case_variants(names: list[str], weights: list[float]) -> dict[str, str]:
     return mapping
 
 
-def encode_channels(values: pa.Array) -> tuple[tuple[str, ...], np.ndarray]:
-    """Alphabetical channel vocabulary and the int32 code of every value (vectorised)."""
-    encoded = pc.dictionary_encode(values).combine_chunks() if isinstance(
-        values, pa.ChunkedArray) else pc.dictionary_encode(values)
-    dictionary = encoded.dictionary.to_pylist()
-    order = np.argsort(np.array(dictionary, dtype=object), kind="stable")
-    rank = np.empty(len(order), dtype=np.int32)
-    rank[order] = np.arange(len(order), dtype=np.int32)
-    codes = rank[encoded.indices.to_numpy(zero_copy_only=False)]
-    return tuple(dictionary[i] for i in order), codes
-
-
 def csr(lists: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
     """CSR offsets (starting at 0) and the flat values of an Arrow list array."""
     if isinstance(lists, pa.ChunkedArray):

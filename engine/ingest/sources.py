@@ -218,13 +218,9 @@ def column_names(source) -> list[str]:
     path, name = Path(source), source_name(source)
     if not path.is_file() or path.stat().st_size == 0:
         raise InputError("file not found or empty", source=name)
+    if _is_parquet(path):
+        return _parquet_schema(path, name).names
     suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] in (".parquet", ".pq"):
-        try:
-            return pq.read_schema(path).names
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise InputError(f"not a readable Parquet file: {_first_line(exc)}",
-                             source=name) from None
     header, _, _ = _csv_head(path, name, compressed=bool(suffixes) and suffixes[-1] == ".gz")
     return header
 

@@ -97,7 +97,7 @@ class JourneyTable:
     def close(self) -> None:
         """Drop the engine's tables behind this journey table."""
         if self._scratch is not None:
-            self._scratch.__exit__(None, None, None)
+            self._scratch.close()
             self._scratch = None
 
     def __enter__(self) -> JourneyTable:
