@@ -14,7 +14,7 @@ from engine import EngineError, InputError
 from engine.bench import score
 from engine.journeys import BASELINE
 from engine.models import Incremental, get_model
-from engine.models.incremental import _collapse, channel_features
+from engine.models.incremental import _collapse, _loglik, _stretch, channel_features
 from engine.simulate import Channel, World, scenario, simulate
 
 RULES = ["first_touch", "last_touch", "last_non_direct", "linear", "time_decay",
@@ -83,7 +83,7 @@ def test_a_small_world_built_here():
                 Channel("none", touches=1.5, effect=0.0, stage="lower"))
     world = World(channels=channels, persons=20_000, baseline=0.03, intent_sd=0.0, seed=4)
     sim = simulate(world)
-    table = fit(sim.journeys(), method="advi").attribute().table.set_index("channel")
+    table = fit(sim.journeys(), method="laplace").attribute().table.set_index("channel")
     truth = sim.truth.set_index("channel")
     assert table.loc["strong", "conversions"] > 3 * table.loc["weak", "conversions"]
     assert table.loc["none", "conversions"] < 0.05 * table.loc["strong", "conversions"]
@@ -103,9 +103,9 @@ def test_the_collapsed_binomial_likelihood_equals_the_per_journey_one():
     rng = np.random.default_rng(0)
     for link in ("cloglog", "logit"):
         model = Incremental(link=link)
-        n_ch = journeys.n_channels
-        collapsed = model._build(rows, successes, row_trials, n_ch, 1)
-        per_journey = model._build(features, journeys.conversions, trials, n_ch, 1)
+        pilot = model._pilot(rows, successes, row_trials)
+        collapsed = model._build(rows, successes, row_trials, pilot)
+        per_journey = model._build(features, journeys.conversions, trials, pilot)
         logp_a, logp_b = collapsed.compile_logp(), per_journey.compile_logp()
         grad_a, grad_b = collapsed.compile_dlogp(), per_journey.compile_dlogp()
         for _ in range(4):
@@ -115,9 +115,62 @@ def test_the_collapsed_binomial_likelihood_equals_the_per_journey_one():
             np.testing.assert_allclose(grad_a(point), grad_b(point), rtol=1e-8, atol=1e-8)
 
 
+@pytest.mark.parametrize("link", ["cloglog", "logit"])
+def test_the_pilot_likelihood_gradient_and_hessian_match_finite_differences(link):
+    rng = np.random.default_rng(5)
+    rows = rng.integers(0, 4, (40, 3)).astype(float)
+    trials = rng.integers(1, 50, 40).astype(float)
+    successes = np.floor(trials * rng.uniform(0.0, 0.4, 40))
+    failures = trials - successes
+    theta = np.array([-0.3, 0.2, 0.05, 0.4])
+    value, grad, hessian = _loglik(theta, rows, successes, failures, link, 0.1)
+    step = 1e-6
+    for i in range(4):
+        bump = np.eye(4)[i] * step
+        up, grad_up, _ = _loglik(theta + bump, rows, successes, failures, link, 0.1)
+        down, grad_down, _ = _loglik(theta - bump, rows, successes, failures, link, 0.1)
+        np.testing.assert_allclose(grad[i], (up - down) / (2 * step), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(hessian[i], (grad_up - grad_down) / (2 * step), rtol=1e-4,
+                                   atol=1e-5)
+    # The pilot is the mode: under the Gaussian priors, the gradient vanishes in the interior.
+    model = Incremental(link=link)
+    pilot = model._pilot(rows, successes, trials)
+    precision = np.r_[1 / (1.5 if link == "cloglog" else 2.0) ** 2, np.ones(3)]
+    inside = np.r_[True, pilot.theta[1:] > 1e-8]
+    np.testing.assert_allclose((pilot.grad - precision * pilot.theta)[inside], 0, atol=1e-4)
+
+
+def test_the_stretched_coordinates_keep_the_spike_and_slab_prior():
+    # raw = g(v): the identity above zero, smooth, increasing; v's density (the normal prior
+    # of g(v) times g') integrates to one with half its mass below zero, for any tau and sd.
+    v = np.linspace(-60.0, 8.0, 400_001)
+    for tau, sd in ((0.6, 0.02), (0.05, 0.2), (1.0, 1.0)):
+        raw, log_jacobian = _stretch(v, sd, tau)
+        assert np.all(np.diff(raw) > 0)
+        np.testing.assert_array_equal(raw[v >= 0], v[v >= 0])
+        np.testing.assert_allclose(np.exp(log_jacobian[1:-1]),
+                                   np.gradient(raw, v)[1:-1], rtol=1e-3)
+        density = np.exp(-0.5 * (raw / tau) ** 2 + log_jacobian) / (tau * np.sqrt(2 * np.pi))
+        below = v < 0
+        assert raw.min() < -8 * tau  # the grid covers the lower tail
+        np.testing.assert_allclose(np.trapezoid(density[below], v[below]), 0.5, rtol=1e-3)
+        np.testing.assert_allclose(np.trapezoid(density, v), 1.0, rtol=1e-3)
+
+
+def test_the_laplace_approximation_agrees_with_nuts():
+    sim = simulate(scenario("null_channel", persons=20_000, seed=3))
+    journeys = sim.journeys()
+    exact = fit(journeys).attribute().table.set_index("channel")
+    approx = fit(journeys, method="laplace").attribute().table.set_index("channel")
+    total = exact["conversions"].sum()
+    np.testing.assert_allclose(approx["conversions"] / total, exact["conversions"] / total,
+                               atol=0.02)
+    assert abs(approx.loc["retargeting", "conversions_lower"]) < 1e-9
+
+
 def test_roas_from_journeys():
     sim = simulate(scenario("upper_funnel", persons=5000, seed=2))
-    model = fit(sim.journeys(), method="advi")
+    model = fit(sim.journeys(), method="laplace")
     spend = sim.truth.set_index("channel")["spend"]
     table = model.roas(spend)
     assert table.columns.tolist() == ["channel", "spend", "value", "value_lower", "value_upper",
@@ -157,14 +210,14 @@ def test_bad_input():
     # One channel: fine, its credit and the baseline share the conversions.
     single = engine.Journeys.from_lists([["a"], ["a", "a"]], conversions=[10, 30],
                                         nulls=[90, 70])
-    table = fit(single, method="advi", draws=100, n_draws=50).attribute().table
+    table = fit(single, method="laplace", draws=100, n_draws=50).attribute().table
     assert table["channel"].tolist() == ["a", BASELINE]
     np.testing.assert_allclose(table["conversions"].sum(), 40)
     # Two channels that always come together: a warning that names them.
     together = engine.Journeys.from_lists([["a", "b"], ["c"], ["a", "b", "c"], ["c", "c"]],
                                           conversions=[10, 3, 12, 4], nulls=[90, 97, 88, 96])
     with pytest.warns(UserWarning, match="collinear channels \\(a and b\\)"):
-        Incremental(method="advi", draws=100, n_draws=50, rng=0).fit(together)
+        Incremental(method="laplace", draws=100, n_draws=50, rng=0).fit(together)
 
 
 @pytest.mark.slow

@@ -16,7 +16,14 @@ a prior with half its mass exactly at zero, so a channel that does nothing can g
 zero credit in most draws; ``signed=True`` allows harm. ``tau`` shrinks all channels together
 (hierarchical). Identical journeys collapse into one row with counts, and the binomial
 likelihood runs over these rows: millions of journeys cost what their distinct feature rows
-cost. NUTS (nutpie when installed) by default; ``method="advi"`` is the fast approximation.
+cost. NUTS (nutpie when installed) by default; ``method="laplace"`` is the fast approximation
+for very large inputs: the log-likelihood replaced by its second-order expansion at the
+posterior mode (the priors kept exact), so sampling no longer touches the rows.
+
+Both start from that mode (L-BFGS-B on the rows) and sample in coordinates the mode's curvature
+has whitened: at a million journeys the effects are known to a thousandth of their prior scale
+and strongly correlated with the baseline, and NUTS in the raw coordinates spends its whole
+tree depth on that.
 
 **Credit.** For each row and posterior draw, the fitted conversion probability with only a set
 ``S`` of the journey's channels switched on (the others' touches removed) is a cooperative game;
@@ -41,6 +48,7 @@ from __future__ import annotations
 import hashlib
 import warnings
 from collections import OrderedDict
+from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
@@ -53,11 +61,11 @@ from engine.results import Attribution
 
 LINKS = ("cloglog", "logit")
 TRANSFORMS = ("log", "linear", "binary")
-METHODS = ("nuts", "advi")
+METHODS = ("nuts", "laplace")
+_BASELINE_SD = {"cloglog": 1.5, "logit": 2.0}
 #: Journeys touching more distinct channels than this are refused (exact Shapley is 2^k).
 MAX_CHANNELS_PER_JOURNEY = 16
 _CELLS = 1 << 22  # float64 cells per block of the Shapley evaluation (32 MiB)
-_ADVI_STEPS = 10_000
 
 
 def channel_features(journeys: Journeys, *, transform: str = "log",
@@ -140,12 +148,12 @@ class Incremental(AttributionModel):
     prior_scale : float
         Scale of the shrinkage prior on effects: ``tau ~ HalfNormal(prior_scale)``, effects in
         units of the average conversion hazard (cloglog) or log-odds (logit).
-    method : {"nuts", "advi"}
-        NUTS (nutpie when installed, else PyMC's) or ADVI (fast approximation: mean-field
-        Gaussian, Adam for a fixed 10,000 steps; it tends to put channels the data barely
-        support exactly at zero and gives narrower intervals than NUTS).
+    method : {"nuts", "laplace"}
+        NUTS on the collapsed rows (nutpie when installed, else PyMC's), or NUTS on the
+        likelihood's Gaussian approximation at its mode (fast; for very large inputs, where
+        that approximation is accurate).
     draws, tune, chains : int
-        NUTS settings (``draws`` is also the number of ADVI draws).
+        NUTS settings (per chain).
     target_accept : float
     n_draws : int
         Posterior draws used for the credit and its intervals (a thinned subset).
@@ -159,7 +167,7 @@ class Incremental(AttributionModel):
     >>> paths = [["a", "b"], ["b"], ["a"], ["c"], ["b", "c"]]
     >>> j = engine.Journeys.from_lists(paths, conversions=[40, 20, 30, 5, 25],
     ...                                nulls=[160, 380, 170, 195, 275])
-    >>> model = Incremental(method="advi", draws=200, n_draws=100, rng=1).fit(j)
+    >>> model = Incremental(method="laplace", draws=200, n_draws=100, rng=1).fit(j)
     >>> table = model.attribute().table
     >>> table["channel"].tolist()
     ['a', 'b', 'c', '(baseline)']
@@ -173,7 +181,7 @@ class Incremental(AttributionModel):
     paths_only = False  # with half_life it weighs touches by their ages
 
     def __init__(self, *, link="cloglog", transform="log", half_life=None, position=False,
-                 signed=False, prior_scale=1.0, method="nuts", draws=500, tune=500, chains=2,
+                 signed=False, prior_scale=1.0, method="nuts", draws=1000, tune=1000, chains=2,
                  target_accept=0.9, n_draws=200, ci_level=0.9, rng=None, progress=False):
         self.link = link
         self.transform = transform
@@ -290,56 +298,105 @@ class Incremental(AttributionModel):
         rate = float(np.clip(successes.sum() / trials.sum(), 1e-6, 1 - 1e-6))
         return -np.log1p(-rate) if self.link == "cloglog" else float(np.log(rate / (1 - rate)))
 
-    def _build(self, rows, successes, trials, n_ch: int, blocks: int):
+    def _pilot(self, rows, successes, trials) -> "_Pilot":
+        """The posterior mode under Gaussian priors (L-BFGS-B on the collapsed rows), the
+        log-likelihood's gradient and curvature there: what the sampler's coordinates are
+        scaled by, and the whole likelihood of ``method="laplace"``."""
+        from scipy.optimize import minimize
+
+        k = rows.shape[1]
+        scale = self._rate(successes, trials)
+        failures = trials - successes
+        precision = np.r_[1.0 / _BASELINE_SD[self.link] ** 2,
+                          np.full(k, 1.0 / float(self.prior_scale) ** 2)]
+
+        def objective(theta):
+            value, grad = _loglik(theta, rows, successes, failures, self.link, scale, hessian=False)
+            return -value + 0.5 * precision @ theta ** 2, -grad + precision * theta
+
+        bounds = [(None, None)] + [(None if self.signed else 0.0, None)] * k
+        with np.errstate(all="ignore"):
+            found = minimize(objective, np.zeros(k + 1), jac=True, method="L-BFGS-B",
+                             bounds=bounds, options={"maxiter": 500, "ftol": 1e-13,
+                                                     "gtol": 1e-9})
+        theta = found.x
+        _, grad, hessian = _loglik(theta, rows, successes, failures, self.link, scale)
+        information = -hessian
+        posterior = information + np.diag(precision)
+        # The sampler's coordinates: theta = mode + sd * w, w about standard normal where the
+        # data decide. (Whitening the correlations too, with the covariance's Cholesky
+        # factor, shears the flat region of an effect at zero and mixes worse; nutpie's
+        # low-rank mass matrix learns the correlations instead.)
+        sd = np.sqrt(np.clip(np.diag(np.linalg.pinv(posterior, hermitian=True)), 1e-300, None))
+        return _Pilot(theta=theta, grad=grad, information=information, sd=sd)
+
+    def _build(self, rows, successes, trials, pilot: "_Pilot"):
         import pymc as pm
         import pytensor.tensor as pt
 
         k = rows.shape[1]
         scale = self._rate(successes, trials)
+        base_name = "log_baseline" if self.link == "cloglog" else "intercept"
         with pm.Model() as model:
             tau = pm.HalfNormal("tau", float(self.prior_scale))
-            # Centred: journeys are many, so the data pin the effects down and a non-centred
-            # form would leave tau and z on a narrow ridge.
-            raw = pm.Normal("raw_effect", 0.0, tau, shape=k)
-            effect = raw if self.signed else pt.maximum(raw, 0.0)
-            failures = trials - successes
-            if self.link == "cloglog":
-                log_base = pm.Normal("log_baseline", 0.0, 1.5)
+            w = pm.Flat("w", shape=k + 1)
+            theta = pilot.theta + pilot.sd * w
+            base = pm.Deterministic(base_name, theta[0])
+            if self.signed:
+                raw = pm.Deterministic("raw_effect", theta[1:])
+                effect = raw
+            else:
+                # raw ~ Normal(0, tau), effect = max(raw, 0): a spike and slab, each channel's
+                # effect exactly zero with prior probability 1/2. Many journeys pin a positive
+                # raw effect to a small fraction of tau, while a negative one spreads over tau:
+                # one step size cannot serve both. So raw = g(v) (see _stretch), g the
+                # identity for v >= 0 and smoothly stretched by sqrt(tau / sd) below zero: the
+                # negative side's scale in v shrinks to the geometric mean of the two. Stretching all
+                # the way (by tau / sd) would leave a dip in v's density just below zero that
+                # a channel with mass on both sides cannot cross. Same posterior, only the
+                # coordinates change (the Jacobian is added).
+                stretched, log_jacobian = _stretch(theta[1:], pilot.sd[1:], tau, pt)
+                raw = pm.Deterministic("raw_effect", stretched)
+                pm.Potential("stretch_jacobian", log_jacobian.sum())
+                effect = pt.maximum(raw, 0.0)
+            pm.Potential("baseline_prior",
+                         pm.logp(pm.Normal.dist(0.0, _BASELINE_SD[self.link]), base))
+            pm.Potential("effect_prior", pm.logp(pm.Normal.dist(0.0, tau), raw).sum())
+            pm.Deterministic("effect", effect)
+            if self.method == "laplace":
+                # The log-likelihood's second-order expansion at the pilot's mode (the priors
+                # stay exact): the Bernstein-von Mises approximation, exact in the limit of
+                # many journeys, and free of the rows.
+                step = pt.concatenate([base[None], effect]) - pilot.theta
+                loglik = (pt.dot(pilot.grad, step)
+                          - 0.5 * pt.dot(step, pt.dot(pilot.information, step)))
+            elif self.link == "cloglog":
+                failures = trials - successes
                 # log(1 - P) = -hazard is linear in the parameters, so the failures' part of
                 # the likelihood is two precomputed sums; only rows with a conversion need the
                 # per-row log(1 - exp(-hazard)).
                 won = successes > 0
-                hazard = scale * (pt.exp(log_base) + pt.dot(rows[won], effect))
+                hazard = scale * (pt.exp(base) + pt.dot(rows[won], effect))
                 log_p = pt.log(-pt.expm1(-pt.maximum(hazard, 1e-12)))
                 loglik = (pt.dot(successes[won], log_p)
-                          - scale * (failures.sum() * pt.exp(log_base)
+                          - scale * (failures.sum() * pt.exp(base)
                                      + pt.dot(failures @ rows, effect)))
             else:
-                intercept = pm.Normal("intercept", 0.0, 2.0)
-                eta = scale + intercept + pt.dot(rows, effect)
+                failures = trials - successes
+                eta = scale + base + pt.dot(rows, effect)
                 loglik = (pt.dot(successes, -pt.softplus(-eta))
                           + pt.dot(failures, -pt.softplus(eta)))
-            pm.Deterministic("effect", effect)
             pm.Potential("likelihood", loglik)
         return model
 
     def _sample(self, rows, successes, trials, n_ch: int, blocks: int):
-        key = _fingerprint(self.link, bool(self.signed), float(self.prior_scale), rows,
-                           successes, trials)
-        model = self._build(rows, successes, trials, n_ch, blocks)
+        pilot = self._pilot(rows, successes, trials)
+        self.pilot_ = pilot
+        key = _fingerprint(self.link, self.method, bool(self.signed), float(self.prior_scale),
+                           rows, successes, trials, pilot.theta, pilot.sd, pilot.grad,
+                           pilot.information)
+        model = self._build(rows, successes, trials, pilot)
         seed = int(np.random.default_rng(self.rng).integers(2**31))
-        if self.method == "advi":
-            import pymc as pm
-
-            with model, warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                # Adam at a fixed budget: the parameters' relative change never settles under
-                # ADVI's gradient noise, so a convergence check would not stop it earlier.
-                approx = pm.fit(n=_ADVI_STEPS, method="advi", random_seed=seed,
-                                progressbar=bool(self.progress),
-                                obj_optimizer=pm.adam(learning_rate=0.02))
-                idata = approx.sample(int(self.draws), random_seed=seed)
-            return _stack(idata.posterior), None, 0
         idata = _nuts(model, key, draws=int(self.draws), tune=int(self.tune),
                       chains=int(self.chains), seed=seed, target_accept=float(self.target_accept),
                       progress=bool(self.progress))
@@ -379,32 +436,41 @@ class Incremental(AttributionModel):
         p_all = self._probability(base[:, None] + parts.sum(axis=2))  # (D, R)
         p_none = self._probability(base)[:, None]
         p_all_safe = np.maximum(p_all, 1e-300)
-        from engine.models.shapley import shapley_exact
+        from engine.models.shapley import shapley_weights
 
         size = present.sum(axis=1)
         for k in np.unique(size):
             if k == 0:
                 continue
             members = np.flatnonzero(size == k)
-            masks = ((np.arange(1 << k)[:, None] >> np.arange(k)) & 1).astype(float)
+            masks = ((np.arange(1 << k)[:, None] >> np.arange(k)) & 1).astype(bool)
+            # Shapley values are linear in the game: phi = v @ weights, one matrix product.
+            w = shapley_weights(int(k))
+            count = masks.sum(axis=1)
+            weights = np.where(masks, w[np.maximum(count - 1, 0)][:, None],
+                               -w[count][:, None])  # (2^k, k)
+            # The removal effect: v(all) - v(all without c).
+            drop = np.zeros((1 << k, k))
+            drop[-1] = 1.0
+            drop[(1 << k) - 1 - (1 << np.arange(k)), np.arange(k)] = -1.0
             block = max(1, _CELLS // (n_draws * (1 << k)))
             for lo in range(0, len(members), block):
                 chunk = members[lo:lo + block]
                 which = np.nonzero(present[chunk])[1].reshape(len(chunk), k)  # channel ids
                 a = np.take_along_axis(parts[:, chunk, :], which[None], axis=2)  # (D, m, k)
-                sums = a @ masks.T  # (D, m, 2^k)
-                game = self._probability(base[:, None, None] + sums)
-                game = game - game[..., :1]
-                phi = shapley_exact(game.reshape(-1, 1 << k).T).T.reshape(n_draws, len(chunk), k)
-                p = p_all_safe[:, chunk][..., None]
-                share = phi / p  # the part of each conversion each channel caused
-                flat = which.ravel()
-                for target, weight in ((credit_conv, conv[chunk]), (credit_value, value[chunk])):
-                    np.add.at(target, (slice(None), flat),
-                              (share * weight[None, :, None]).reshape(n_draws, -1))
-                without = game[..., -1:] - game[..., (1 << k) - 1 - (1 << np.arange(k))]
-                np.add.at(removal, (slice(None), flat),
-                          (without * trials[chunk][None, :, None]).reshape(n_draws, -1))
+                game = self._probability(base[:, None, None] + a @ masks.T.astype(float))
+                game -= game[..., :1]  # (D, m, 2^k)
+                phi = game @ weights  # (D, m, k)
+                without = game @ drop
+                # Add each (draw, row, slot) to its channel: a product with the one-hot map
+                # of slots to channels (np.add.at is far slower).
+                onehot = np.zeros((len(chunk) * k, n_ch))
+                onehot[np.arange(len(chunk) * k), which.ravel()] = 1.0
+                share = phi / p_all_safe[:, chunk][..., None]  # the part each channel caused
+                credit_conv += (share * conv[chunk][None, :, None]).reshape(n_draws, -1) @ onehot
+                credit_value += (share * value[chunk][None, :, None]).reshape(n_draws, -1) \
+                    @ onehot
+                removal += (without * trials[chunk][None, :, None]).reshape(n_draws, -1) @ onehot
         baseline_share = np.where(p_all > 0, p_none / p_all_safe, 1.0)
         base_conv = baseline_share @ conv
         base_value = baseline_share @ value
@@ -495,6 +561,64 @@ class Incremental(AttributionModel):
             raise NotFittedError("incremental is not fitted yet; call fit(journeys) first")
 
 
+def _stretch(v, sd, tau, xp=np):
+    """``raw = g(v)`` and ``log g'(v)``: the identity for ``v >= 0``; below zero ``g' = 1 +
+    (sqrt(tau / sd) - 1) (1 - e^(v / sd))^2``, which is continuous with its derivative and
+    tends to ``sqrt(tau / sd)`` (``xp``: numpy or pytensor.tensor)."""
+    stretch = xp.sqrt(tau / sd) - 1.0
+    below = xp.minimum(v, 0.0)
+    bend = -xp.expm1(below / sd)  # 0 at and above zero, -> 1 far below
+    # g(v) = v + stretch * integral from 0 to v of (1 - e^(t / sd))^2 dt
+    area = below - 2.0 * sd * xp.expm1(below / sd) + 0.5 * sd * xp.expm1(2.0 * below / sd)
+    return v + stretch * area, xp.log1p(stretch * bend ** 2)
+
+
+@dataclass(frozen=True)
+class _Pilot:
+    """Mode ``theta`` (baseline, effects) under Gaussian priors; the log-likelihood's gradient
+    ``grad`` and information (minus its Hessian) there; the marginal standard deviations of
+    the Gaussian posterior approximation (the sampler's scales)."""
+
+    theta: np.ndarray
+    grad: np.ndarray
+    information: np.ndarray
+    sd: np.ndarray
+
+
+def _loglik(theta, rows, successes, failures, link: str, scale: float, hessian: bool = True):
+    """Binomial log-likelihood of the collapsed rows at ``theta = (baseline, effects...)``
+    (signed effects), its gradient and, with ``hessian``, its Hessian."""
+    base, effect = theta[0], theta[1:]
+    trials = successes + failures
+    if link == "cloglog":
+        level = np.exp(base)
+        hazard = scale * (level + rows @ effect)
+        if (hazard[trials > 0] <= 0).any():
+            return (-np.inf, np.zeros_like(theta), None)[:3 if hessian else 2]
+        won = successes > 0
+        h = hazard[won]
+        value = successes[won] @ np.log(-np.expm1(-h)) - failures @ hazard
+        d1 = -failures.astype(float)
+        d1[won] += successes[won] / np.expm1(h)
+        jac = np.column_stack([np.full(len(rows), scale * level), scale * rows])
+        grad = jac.T @ d1
+        if not hessian:
+            return value, grad
+        d2 = np.zeros(len(rows))
+        d2[won] = -successes[won] * np.exp(-h) / np.expm1(-h) ** 2
+        out = (jac * d2[:, None]).T @ jac
+        out[0, 0] += grad[0]
+        return value, grad, out
+    eta = scale + base + rows @ effect
+    value = -(successes @ np.logaddexp(0.0, -eta) + failures @ np.logaddexp(0.0, eta))
+    p = 0.5 * (1.0 + np.tanh(0.5 * eta))
+    jac = np.column_stack([np.ones(len(rows)), rows])
+    grad = jac.T @ (successes - trials * p)
+    if not hessian:
+        return value, grad
+    return value, grad, -(jac * (trials * p * (1 - p))[:, None]).T @ jac
+
+
 def _stack(posterior) -> dict:
     out = {}
     for name in posterior.data_vars:
@@ -538,8 +662,10 @@ def _nuts(model, key: str, *, draws: int, tune: int, chains: int, seed: int,
         _COMPILED[key] = compiled
         while len(_COMPILED) > _COMPILED_KEEP:
             _COMPILED.popitem(last=False)
+        # The low-rank mass matrix learns the baseline's correlation with the effects.
         return nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed,
-                             target_accept=target_accept, progress_bar=progress)
+                             target_accept=target_accept, progress_bar=progress,
+                             low_rank_modified_mass_matrix=True)
     import pymc as pm
 
     with model:
