@@ -116,27 +116,30 @@ def test_the_collapsed_binomial_likelihood_equals_the_per_journey_one():
 
 
 @pytest.mark.parametrize("link", ["cloglog", "logit"])
-def test_the_pilot_likelihood_gradient_and_hessian_match_finite_differences(link):
+@pytest.mark.parametrize("n_controls", [0, 2])
+def test_the_pilot_likelihood_gradient_and_hessian_match_finite_differences(link, n_controls):
     rng = np.random.default_rng(5)
-    rows = rng.integers(0, 4, (40, 3)).astype(float)
+    rows = np.hstack([rng.integers(0, 4, (40, 3)), rng.normal(0, 1, (40, n_controls))])
     trials = rng.integers(1, 50, 40).astype(float)
     successes = np.floor(trials * rng.uniform(0.0, 0.4, 40))
     failures = trials - successes
-    theta = np.array([-0.3, 0.2, 0.05, 0.4])
-    value, grad, hessian = _loglik(theta, rows, successes, failures, link, 0.1)
+    theta = np.r_[-0.3, 0.2, 0.05, 0.4, [0.3, -0.2][:n_controls]]
+    size = len(theta)
+    _, grad, hessian = _loglik(theta, rows, successes, failures, link, 0.1, n_controls)
     step = 1e-6
-    for i in range(4):
-        bump = np.eye(4)[i] * step
-        up, grad_up, _ = _loglik(theta + bump, rows, successes, failures, link, 0.1)
-        down, grad_down, _ = _loglik(theta - bump, rows, successes, failures, link, 0.1)
+    for i in range(size):
+        bump = np.eye(size)[i] * step
+        up, grad_up, _ = _loglik(theta + bump, rows, successes, failures, link, 0.1, n_controls)
+        down, grad_down, _ = _loglik(theta - bump, rows, successes, failures, link, 0.1,
+                                     n_controls)
         np.testing.assert_allclose(grad[i], (up - down) / (2 * step), rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(hessian[i], (grad_up - grad_down) / (2 * step), rtol=1e-4,
                                    atol=1e-5)
     # The pilot is the mode: under the Gaussian priors, the gradient vanishes in the interior.
     model = Incremental(link=link)
-    pilot = model._pilot(rows, successes, trials)
-    precision = np.r_[1 / (1.5 if link == "cloglog" else 2.0) ** 2, np.ones(3)]
-    inside = np.r_[True, pilot.theta[1:] > 1e-8]
+    pilot = model._pilot(rows, successes, trials, n_controls)
+    precision = np.r_[1 / (1.5 if link == "cloglog" else 2.0) ** 2, np.ones(3 + n_controls)]
+    inside = np.r_[True, pilot.theta[1:4] > 1e-8, np.ones(n_controls, bool)]
     np.testing.assert_allclose((pilot.grad - precision * pilot.theta)[inside], 0, atol=1e-4)
 
 
@@ -166,6 +169,98 @@ def test_the_laplace_approximation_agrees_with_nuts():
     np.testing.assert_allclose(approx["conversions"] / total, exact["conversions"] / total,
                                atol=0.02)
     assert abs(approx.loc["retargeting", "conversions_lower"]) < 1e-9
+
+
+def _confounded(n: int, seed: int):
+    """Returning customers (a journey-level covariate) convert twice as readily and get most
+    of the email; email itself does nothing, search does."""
+    rng = np.random.default_rng(seed)
+    returning = rng.random(n) < 0.5
+    email = rng.random(n) < np.where(returning, 0.7, 0.1)
+    search = rng.random(n) < 0.5
+    hazard = np.where(returning, 2.0, 1.0) * (0.03 + 0.06 * search)
+    converted = rng.random(n) < -np.expm1(-hazard)
+    paths = [["search"] * s + ["email"] * e or ["display"]
+             for s, e in zip(search.tolist(), email.tolist())]
+    journeys = engine.Journeys.from_lists(paths, conversions=converted.astype(float),
+                                          nulls=(~converted).astype(float),
+                                          person=np.array([f"p{i}" for i in range(n)]))
+    controls = pd.DataFrame({"customer": np.where(returning, "returning", "new")},
+                            index=journeys.person).iloc[::-1]  # keyed by person, any order
+    return journeys, controls
+
+
+def test_a_confounder_given_as_a_control_removes_the_spurious_credit():
+    journeys, controls = _confounded(20_000, 7)
+    naive = fit(journeys, method="laplace").attribute().table.set_index("channel")
+    model = Incremental(method="laplace", rng=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(journeys, controls=controls)
+    table = model.attribute().table.set_index("channel")
+    # Without the control, email looks like it causes conversions; with it, barely.
+    assert naive.loc["email", "conversions"] > 100
+    assert table.loc["email", "conversions"] < 0.25 * naive.loc["email", "conversions"]
+    assert table.loc["email", "conversions_lower"] < 1.0
+    assert table.loc["search", "conversions"] > 5 * table.loc["email", "conversions"]
+    np.testing.assert_allclose(table["conversions"].sum(), journeys.total_conversions)
+    # Returning customers: hazard x2, i.e. log 2 per level; the indicator's sd is 1/2.
+    effect = model.control_effects_["customer=returning"]
+    assert abs(effect / 0.5 - np.log(2)) < 0.2, effect
+    # One row per journey in their order works too, and gives the same fit.
+    aligned = controls.loc[journeys.person].reset_index(drop=True)
+    again = Incremental(method="laplace", rng=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        again.fit(journeys, controls=aligned)
+    np.testing.assert_allclose(again.attribute().table["conversions"], table["conversions"])
+
+
+def test_bad_controls():
+    journeys, controls = _confounded(200, 1)
+    model = Incremental(method="laplace", draws=50, tune=50, n_draws=20)
+    with pytest.raises(InputError, match="no row for person 'p0'"):
+        model.fit(journeys, controls=controls.drop("p0"))
+    with pytest.raises(InputError, match="3 rows for 200 journeys"):
+        model.fit(journeys, controls=pd.DataFrame({"x": [1.0, 2.0, 3.0]}))
+    bad = pd.DataFrame({"x": np.r_[np.ones(199), np.nan]})
+    with pytest.raises(InputError, match="column 'x'.*row 200|row 200.*column 'x'"):
+        model.fit(journeys, controls=bad)
+    with pytest.raises(InputError, match="same for every journey"):
+        model.fit(journeys, controls=pd.DataFrame({"x": np.ones(200)}))
+    with pytest.raises(EngineError, match="must be a pandas DataFrame"):
+        model.fit(journeys, controls=np.ones((200, 1)))
+
+
+def test_campaigns_shrink_towards_their_channel():
+    # Three search campaigns with the same effect, one of them rare, and a display campaign.
+    rng = np.random.default_rng(3)
+    n = 30_000
+    campaign = rng.choice(["search_a", "search_b", "search_rare", "display_a"], n,
+                          p=[0.45, 0.45, 0.02, 0.08])
+    touched = rng.random(n) < 0.6
+    effect = {"search_a": 0.05, "search_b": 0.05, "search_rare": 0.05, "display_a": 0.01}
+    hazard = 0.02 + touched * np.vectorize(effect.get)(campaign)
+    converted = rng.random(n) < -np.expm1(-hazard)
+    paths = [[c] if t else ["direct"] for c, t in zip(campaign.tolist(), touched.tolist())]
+    journeys = engine.Journeys.from_lists(paths, conversions=converted.astype(float),
+                                          nulls=(~converted).astype(float))
+    groups = {"search_a": "search", "search_b": "search", "search_rare": "search",
+              "display_a": "display"}
+    alone = fit(journeys).attribute().table.set_index("channel")
+    model = fit(journeys, groups=groups)
+    pooled = model.attribute().table.set_index("channel")
+    assert "group_effect[0, 0]" in model.diagnostics_.index
+    assert model.diagnostics_["r_hat"].max() < 1.05
+    np.testing.assert_allclose(pooled["conversions"].sum(), journeys.total_conversions)
+
+    def width(table):
+        return table.loc["search_rare", "conversions_upper"] - table.loc[
+            "search_rare", "conversions_lower"]
+
+    assert width(pooled) < width(alone)
+    with pytest.raises(EngineError, match="unknown channel 'radio'"):
+        fit(journeys, groups={"radio": "offline"})
 
 
 def test_roas_from_journeys():

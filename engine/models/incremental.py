@@ -14,7 +14,9 @@ ages), plus, with ``position=True``, whether the channel opened and whether it c
 journey. Effects are non-negative by default: ``e = max(0, r)`` with ``r ~ Normal(0, tau)``,
 a prior with half its mass exactly at zero, so a channel that does nothing can get exactly
 zero credit in most draws; ``signed=True`` allows harm. ``tau`` shrinks all channels together
-(hierarchical). Identical journeys collapse into one row with counts, and the binomial
+(hierarchical); ``groups`` (campaigns within channels) shrinks each group's members towards the
+group's own effect. Journey-level controls (``fit(journeys, controls=...)``) move the baseline
+and take no credit. Identical journeys collapse into one row with counts, and the binomial
 likelihood runs over these rows: millions of journeys cost what their distinct feature rows
 cost. NUTS (nutpie when installed) by default; ``method="laplace"`` is the fast approximation
 for very large inputs: the log-likelihood replaced by its second-order expansion at the
@@ -130,6 +132,64 @@ def _collapse(features: np.ndarray, successes: np.ndarray, trials: np.ndarray,
             np.bincount(inverse, value, m), inverse)
 
 
+def _plain(value):
+    """A numpy scalar as the Python value (so messages show ``'p1'``, not ``np.str_('p1')``)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _control_matrix(journeys: Journeys, controls) -> tuple[np.ndarray, list]:
+    """Standardised control columns ``(n_journeys, k)`` and their names (see
+    :meth:`Incremental.fit`); one-line errors naming the column and row of a bad value."""
+    n = journeys.n_journeys
+    if controls is None:
+        return np.zeros((n, 0)), []
+    if not isinstance(controls, pd.DataFrame):
+        raise EngineError("incremental: controls must be a pandas DataFrame")
+    keyed = journeys.person is not None and not isinstance(controls.index, pd.RangeIndex)
+    if keyed:
+        if controls.index.has_duplicates:
+            twice = controls.index[controls.index.duplicated()][0]
+            raise InputError(f"incremental: controls name person {_plain(twice)!r} twice")
+        missing = ~pd.Index(journeys.person).isin(controls.index)
+        if missing.any():
+            first = _plain(journeys.person[np.flatnonzero(missing)[0]])
+            raise InputError(f"incremental: controls have no row for person {first!r} (index "
+                             "them by the journeys' person keys, or give one row per journey "
+                             "in their order with a plain index)")
+        controls = controls.loc[journeys.person].reset_index(drop=True)
+    elif len(controls) != n:
+        raise InputError(f"incremental: controls have {len(controls)} rows for {n} journeys; "
+                         "give one row per journey, in their order"
+                         + ("" if journeys.person is None else ", or index them by person"))
+    columns, names = [], []
+    for name in controls.columns:
+        column = controls[name]
+        if pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
+            values = column.to_numpy(dtype=float, na_value=np.nan)
+            bad = ~np.isfinite(values)
+            if bad.any():
+                raise InputError(f"incremental: control is missing or not finite "
+                                 f"({column.iloc[np.flatnonzero(bad)[0]]!r})", column=str(name),
+                                 row=int(np.flatnonzero(bad)[0]) + 1)
+            parts, labels = [values], [str(name)]
+        else:
+            if column.isna().any():
+                raise InputError("incremental: control is missing", column=str(name),
+                                 row=int(np.flatnonzero(column.isna().to_numpy())[0]) + 1)
+            levels = sorted(column.astype(str).unique())
+            text = column.astype(str).to_numpy()
+            parts = [(text == level).astype(float) for level in levels[1:]]
+            labels = [f"{name}={level}" for level in levels[1:]]
+        for values, label in zip(parts, labels):
+            sd = values.std()
+            if not sd > 0:
+                raise InputError("incremental: control is the same for every journey (the "
+                                 "baseline already is that)", column=label)
+            columns.append((values - values.mean()) / sd)
+            names.append(label)
+    return (np.column_stack(columns) if columns else np.zeros((n, 0))), names
+
+
 class Incremental(AttributionModel):
     """Bayesian conversion model on journeys; credit for the conversions a channel causes.
 
@@ -148,6 +208,11 @@ class Incremental(AttributionModel):
     prior_scale : float
         Scale of the shrinkage prior on effects: ``tau ~ HalfNormal(prior_scale)``, effects in
         units of the average conversion hazard (cloglog) or log-odds (logit).
+    groups : mapping, optional
+        ``{channel: group}``, e.g. campaigns within their channel: the raw effects of a group's
+        members shrink towards the group's own effect (``Normal(group, tau_within)``, the
+        group's effect ``Normal(0, tau)``), so a campaign with few journeys borrows from its
+        siblings. Channels not named keep ``Normal(0, tau)``.
     method : {"nuts", "laplace"}
         NUTS on the collapsed rows (nutpie when installed, else PyMC's), or NUTS on the
         likelihood's Gaussian approximation at its mode (fast; for very large inputs, where
@@ -181,14 +246,16 @@ class Incremental(AttributionModel):
     paths_only = False  # with half_life it weighs touches by their ages
 
     def __init__(self, *, link="cloglog", transform="log", half_life=None, position=False,
-                 signed=False, prior_scale=1.0, method="nuts", draws=1000, tune=1000, chains=2,
-                 target_accept=0.9, n_draws=200, ci_level=0.9, rng=None, progress=False):
+                 signed=False, prior_scale=1.0, groups=None, method="nuts", draws=1000,
+                 tune=1000, chains=2, target_accept=0.9, n_draws=200, ci_level=0.9, rng=None,
+                 progress=False):
         self.link = link
         self.transform = transform
         self.half_life = half_life
         self.position = position
         self.signed = signed
         self.prior_scale = prior_scale
+        self.groups = groups
         self.method = method
         self.draws = draws
         self.tune = tune
@@ -228,10 +295,11 @@ class Incremental(AttributionModel):
         if journeys.total_conversions <= 0:
             raise InputError("incremental: the journeys have no conversion: nothing to explain")
         if journeys.nulls.sum() <= 0:
-            raise MissingDataError("incremental: every journey converts (no non-converting journeys): "
-                             "without a contrast the model cannot tell what a channel adds; "
-                             "read non-converting journeys too (a path table's null column, or "
-                             "an event log's touches without conversion)")
+            raise MissingDataError("incremental: every journey converts (no non-converting "
+                                   "journeys): without a contrast the model cannot tell what a "
+                                   "channel adds; read non-converting journeys too (a path "
+                                   "table's null column, or an event log's touches without "
+                                   "conversion)")
         if (journeys.conversions > trials + 1e-9).any():
             raise InputError("incremental: a journey row has more conversions than journeys "
                              "(conversions + nulls); one conversion per converting journey")
@@ -271,6 +339,29 @@ class Incremental(AttributionModel):
                           "the prior", stacklevel=4)
 
     # -- fitting ---------------------------------------------------------------------------------
+    def fit(self, journeys, controls=None) -> Incremental:
+        """Fit to ``journeys`` (see :meth:`AttributionModel.fit`), optionally with controls.
+
+        Parameters
+        ----------
+        journeys : engine.Journeys or engine.ingest.table.JourneyTable
+        controls : pandas.DataFrame, optional
+            Journey-level covariates (device, region, prior purchases, ...), either one row per
+            journey in the journeys' order, or indexed by the journeys' person keys (event
+            logs). Numeric columns are standardised; text and categorical columns become
+            indicators (the first level is the reference). They move the baseline
+            (cloglog: multiply the whole hazard, as in a proportional-hazards model; logit: add
+            to the log-odds) with ``Normal(0, 1)`` priors per standard deviation, and take no
+            credit: a channel's credit is what it adds for journeys like these.
+            ``control_effects_`` holds their posterior means. Continuous controls make every
+            journey a row of its own (no collapse): bin them for millions of journeys.
+        """
+        self._controls = controls
+        try:
+            return super().fit(journeys)
+        finally:
+            del self._controls
+
     def _fit(self, journeys: Journeys) -> None:
         n_ch = journeys.n_channels
         features = channel_features(journeys, transform=self.transform,
@@ -279,9 +370,11 @@ class Incremental(AttributionModel):
         blocks = features.shape[1] // n_ch
         order = _canonical_order(journeys, features, n_ch)
         columns = np.concatenate([order + b * n_ch for b in range(blocks)])
+        controls, self.control_names_ = _control_matrix(journeys, self._controls)
         trials = journeys.conversions + journeys.nulls
         rows, successes, row_trials, _, inverse = _collapse(
-            features[:, columns], journeys.conversions, trials, journeys.value)
+            np.hstack([features[:, columns], controls]), journeys.conversions, trials,
+            journeys.value)
         self.rows_ = rows
         self.row_successes_ = successes
         self.row_trials_ = row_trials
@@ -289,38 +382,58 @@ class Incremental(AttributionModel):
         self.row_value_ = np.bincount(inverse, journeys.value, len(rows))
         self.order_ = order
         self.n_rows_ = len(rows)
+        self._group_index = self._group_layout(journeys.channels, order)
         posterior, self.diagnostics_, self.divergences_ = self._sample(rows, successes,
                                                                        row_trials, n_ch, blocks)
         self.posterior_ = posterior
         self._credit(journeys)
 
+    def _group_layout(self, channels, order):
+        """Group number of each channel in canonical order (-1: no group), or None."""
+        if self.groups is None:
+            return None
+        if not hasattr(self.groups, "items"):
+            raise EngineError("incremental: groups must be a mapping {channel: group}")
+        unknown = sorted(set(self.groups) - set(channels))
+        if unknown:
+            raise EngineError(f"incremental: groups names unknown channel {unknown[0]!r} "
+                              f"(channels: {', '.join(channels)})")
+        names = sorted({str(g) for g in self.groups.values()})
+        index = np.array([names.index(str(self.groups[channels[c]])) if channels[c] in
+                          self.groups else -1 for c in order])
+        self.group_names_ = names
+        return index
+
     def _rate(self, successes: np.ndarray, trials: np.ndarray) -> float:
         rate = float(np.clip(successes.sum() / trials.sum(), 1e-6, 1 - 1e-6))
         return -np.log1p(-rate) if self.link == "cloglog" else float(np.log(rate / (1 - rate)))
 
-    def _pilot(self, rows, successes, trials) -> "_Pilot":
+    def _pilot(self, rows, successes, trials, n_controls: int = 0) -> _Pilot:
         """The posterior mode under Gaussian priors (L-BFGS-B on the collapsed rows), the
         log-likelihood's gradient and curvature there: what the sampler's coordinates are
         scaled by, and the whole likelihood of ``method="laplace"``."""
         from scipy.optimize import minimize
 
-        k = rows.shape[1]
+        k = rows.shape[1] - n_controls
         scale = self._rate(successes, trials)
         failures = trials - successes
         precision = np.r_[1.0 / _BASELINE_SD[self.link] ** 2,
-                          np.full(k, 1.0 / float(self.prior_scale) ** 2)]
+                          np.full(k, 1.0 / float(self.prior_scale) ** 2), np.ones(n_controls)]
 
         def objective(theta):
-            value, grad = _loglik(theta, rows, successes, failures, self.link, scale, hessian=False)
+            value, grad = _loglik(theta, rows, successes, failures, self.link, scale,
+                                  n_controls, hessian=False)
             return -value + 0.5 * precision @ theta ** 2, -grad + precision * theta
 
-        bounds = [(None, None)] + [(None if self.signed else 0.0, None)] * k
+        bounds = ([(None, None)] + [(None if self.signed else 0.0, None)] * k
+                  + [(None, None)] * n_controls)
         with np.errstate(all="ignore"):
-            found = minimize(objective, np.zeros(k + 1), jac=True, method="L-BFGS-B",
-                             bounds=bounds, options={"maxiter": 500, "ftol": 1e-13,
+            found = minimize(objective, np.zeros(len(precision)), jac=True, method="L-BFGS-B",
+                             bounds=bounds, options={"maxiter": 1000, "ftol": 1e-13,
                                                      "gtol": 1e-9})
         theta = found.x
-        _, grad, hessian = _loglik(theta, rows, successes, failures, self.link, scale)
+        _, grad, hessian = _loglik(theta, rows, successes, failures, self.link, scale,
+                                   n_controls)
         information = -hessian
         posterior = information + np.diag(precision)
         # The sampler's coordinates: theta = mode + sd * w, w about standard normal where the
@@ -330,72 +443,108 @@ class Incremental(AttributionModel):
         sd = np.sqrt(np.clip(np.diag(np.linalg.pinv(posterior, hermitian=True)), 1e-300, None))
         return _Pilot(theta=theta, grad=grad, information=information, sd=sd)
 
-    def _build(self, rows, successes, trials, pilot: "_Pilot"):
+    def _build(self, rows, successes, trials, pilot: _Pilot, n_controls: int = 0):
         import pymc as pm
         import pytensor.tensor as pt
 
-        k = rows.shape[1]
+        k = rows.shape[1] - n_controls
+        x, z = rows[:, :k], rows[:, k:]
         scale = self._rate(successes, trials)
         base_name = "log_baseline" if self.link == "cloglog" else "intercept"
         with pm.Model() as model:
             tau = pm.HalfNormal("tau", float(self.prior_scale))
-            w = pm.Flat("w", shape=k + 1)
+            w = pm.Flat("w", shape=len(pilot.theta))
             theta = pilot.theta + pilot.sd * w
             base = pm.Deterministic(base_name, theta[0])
+            centre, spread = self._effect_prior(pm, pt, tau, k)
             if self.signed:
-                raw = pm.Deterministic("raw_effect", theta[1:])
+                raw = pm.Deterministic("raw_effect", theta[1:k + 1])
                 effect = raw
             else:
-                # raw ~ Normal(0, tau), effect = max(raw, 0): a spike and slab, each channel's
-                # effect exactly zero with prior probability 1/2. Many journeys pin a positive
-                # raw effect to a small fraction of tau, while a negative one spreads over tau:
-                # one step size cannot serve both. So raw = g(v) (see _stretch), g the
-                # identity for v >= 0 and smoothly stretched by sqrt(tau / sd) below zero: the
-                # negative side's scale in v shrinks to the geometric mean of the two. Stretching all
-                # the way (by tau / sd) would leave a dip in v's density just below zero that
-                # a channel with mass on both sides cannot cross. Same posterior, only the
-                # coordinates change (the Jacobian is added).
-                stretched, log_jacobian = _stretch(theta[1:], pilot.sd[1:], tau, pt)
+                # raw ~ Normal(centre, spread), effect = max(raw, 0): a spike and slab, an
+                # effect exactly zero with prior probability 1/2 (with groups, as likely as
+                # the group's effect makes it). Many journeys pin a positive raw effect to a
+                # small fraction of tau, while a negative one spreads over tau: one step size
+                # cannot serve both. So raw = g(v) (see _stretch): the identity for v >= 0,
+                # smoothly stretched by sqrt(spread / sd) below zero, so the negative side's
+                # scale in v is the geometric mean of the two. Stretching all the way (by
+                # spread / sd) would leave a dip in v's density just below zero that a channel
+                # with mass on both sides cannot cross. Same posterior, only the coordinates
+                # change (the Jacobian is added).
+                stretched, log_jacobian = _stretch(theta[1:k + 1], pilot.sd[1:k + 1], spread,
+                                                   pt)
                 raw = pm.Deterministic("raw_effect", stretched)
                 pm.Potential("stretch_jacobian", log_jacobian.sum())
                 effect = pt.maximum(raw, 0.0)
             pm.Potential("baseline_prior",
                          pm.logp(pm.Normal.dist(0.0, _BASELINE_SD[self.link]), base))
-            pm.Potential("effect_prior", pm.logp(pm.Normal.dist(0.0, tau), raw).sum())
+            pm.Potential("effect_prior", pm.logp(pm.Normal.dist(centre, spread), raw).sum())
             pm.Deterministic("effect", effect)
+            gamma = None
+            if n_controls:
+                gamma = pm.Deterministic("control_effect", theta[k + 1:])
+                pm.Potential("control_prior", pm.logp(pm.Normal.dist(0.0, 1.0), gamma).sum())
             if self.method == "laplace":
                 # The log-likelihood's second-order expansion at the pilot's mode (the priors
                 # stay exact): the Bernstein-von Mises approximation, exact in the limit of
                 # many journeys, and free of the rows.
-                step = pt.concatenate([base[None], effect]) - pilot.theta
+                step = pt.concatenate([base[None], effect]
+                                      + ([gamma] if n_controls else [])) - pilot.theta
                 loglik = (pt.dot(pilot.grad, step)
                           - 0.5 * pt.dot(step, pt.dot(pilot.information, step)))
             elif self.link == "cloglog":
                 failures = trials - successes
-                # log(1 - P) = -hazard is linear in the parameters, so the failures' part of
-                # the likelihood is two precomputed sums; only rows with a conversion need the
-                # per-row log(1 - exp(-hazard)).
                 won = successes > 0
-                hazard = scale * (pt.exp(base) + pt.dot(rows[won], effect))
-                log_p = pt.log(-pt.expm1(-pt.maximum(hazard, 1e-12)))
-                loglik = (pt.dot(successes[won], log_p)
-                          - scale * (failures.sum() * pt.exp(base)
-                                     + pt.dot(failures @ rows, effect)))
+                if n_controls:
+                    hazard = scale * pt.exp(pt.dot(z, gamma)) * (pt.exp(base) + pt.dot(x, effect))
+                    log_p = pt.log(-pt.expm1(-pt.maximum(hazard[won], 1e-12)))
+                    loglik = pt.dot(successes[won], log_p) - pt.dot(failures, hazard)
+                else:
+                    # log(1 - P) = -hazard is linear in the parameters, so the failures' part
+                    # of the likelihood is two precomputed sums; only rows with a conversion
+                    # need the per-row log(1 - exp(-hazard)).
+                    hazard = scale * (pt.exp(base) + pt.dot(x[won], effect))
+                    log_p = pt.log(-pt.expm1(-pt.maximum(hazard, 1e-12)))
+                    loglik = (pt.dot(successes[won], log_p)
+                              - scale * (failures.sum() * pt.exp(base)
+                                         + pt.dot(failures @ x, effect)))
             else:
                 failures = trials - successes
-                eta = scale + base + pt.dot(rows, effect)
+                eta = scale + base + pt.dot(x, effect)
+                if n_controls:
+                    eta = eta + pt.dot(z, gamma)
                 loglik = (pt.dot(successes, -pt.softplus(-eta))
                           + pt.dot(failures, -pt.softplus(eta)))
             pm.Potential("likelihood", loglik)
         return model
 
+    def _effect_prior(self, pm, pt, tau, k: int):
+        """Prior centre and spread of each raw effect: ``(0, tau)``, or with ``groups`` the
+        group's effect (``Normal(0, tau)``, per feature block) and ``tau_within``."""
+        index = getattr(self, "_group_index", None)
+        if index is None or (index < 0).all():
+            return 0.0, tau
+        n_ch = len(index)
+        blocks = k // n_ch
+        group = np.tile(index, blocks)
+        block = np.repeat(np.arange(blocks), n_ch)
+        grouped = group >= 0
+        z = pm.Normal("group_z", 0.0, 1.0, shape=(blocks, int(index.max()) + 1))
+        group_effect = pm.Deterministic("group_effect", tau * z)
+        within = pm.HalfNormal("tau_within", float(self.prior_scale))
+        centre = pt.switch(grouped, group_effect[block, np.maximum(group, 0)], 0.0)
+        return centre, pt.switch(grouped, within, tau)
+
     def _sample(self, rows, successes, trials, n_ch: int, blocks: int):
-        pilot = self._pilot(rows, successes, trials)
+        n_controls = len(self.control_names_)
+        pilot = self._pilot(rows, successes, trials, n_controls)
         self.pilot_ = pilot
+        groups = getattr(self, "_group_index", None)
         key = _fingerprint(self.link, self.method, bool(self.signed), float(self.prior_scale),
                            rows, successes, trials, pilot.theta, pilot.sd, pilot.grad,
-                           pilot.information)
-        model = self._build(rows, successes, trials, pilot)
+                           pilot.information, n_controls,
+                           np.zeros(0) if groups is None else groups)
+        model = self._build(rows, successes, trials, pilot, n_controls)
         seed = int(np.random.default_rng(self.rng).integers(2**31))
         idata = _nuts(model, key, draws=int(self.draws), tune=int(self.tune),
                       chains=int(self.chains), seed=seed, target_accept=float(self.target_accept),
@@ -404,9 +553,12 @@ class Incremental(AttributionModel):
 
     # -- credit ----------------------------------------------------------------------------------
     def _predictor(self, draws: dict) -> tuple[np.ndarray, np.ndarray]:
-        """``base (D,)`` and per-channel additive contributions ``(D, rows, n_channels)`` of the
-        linear predictor (hazard or log-odds) for every row, in canonical channel order."""
-        rows = self.rows_
+        """``base (D, 1)`` (``(D, rows)`` with controls) and per-channel additive contributions
+        ``(D, rows, n_channels)`` of the linear predictor (hazard or log-odds) for every row,
+        in canonical channel order."""
+        n_controls = len(self.control_names_)
+        rows = self.rows_[:, :self.rows_.shape[1] - n_controls]
+        controls = self.rows_[:, rows.shape[1]:]
         n_ch = len(self.order_)
         blocks = rows.shape[1] // n_ch
         effect = draws["effect"]  # (D, K)
@@ -415,9 +567,12 @@ class Incremental(AttributionModel):
         for b in range(blocks):
             cols = slice(b * n_ch, (b + 1) * n_ch)
             parts = parts + rows[None, :, cols] * effect[:, None, cols]
+        shift = (draws["control_effect"] @ controls.T if n_controls
+                 else np.zeros((len(effect), 1)))  # (D, rows) or (D, 1)
         if self.link == "cloglog":
-            return scale * np.exp(draws["log_baseline"]), scale * parts
-        return scale + draws["intercept"], parts
+            factor = scale * np.exp(shift)
+            return factor * np.exp(draws["log_baseline"])[:, None], factor[..., None] * parts
+        return scale + draws["intercept"][:, None] + shift, parts
 
     def _probability(self, linear: np.ndarray) -> np.ndarray:
         if self.link == "cloglog":
@@ -426,15 +581,15 @@ class Incremental(AttributionModel):
 
     def _credit(self, journeys: Journeys) -> None:
         draws = _thin(self.posterior_, int(self.n_draws), self.rng)
-        base, parts = self._predictor(draws)  # (D,), (D, R, C)
+        base, parts = self._predictor(draws)  # (D, 1 or R), (D, R, C)
         n_draws, n_rows, n_ch = parts.shape
         present = self.rows_[:, :n_ch] > 0
         conv, value, trials = self.row_conversions_, self.row_value_, self.row_trials_
         credit_conv = np.zeros((n_draws, n_ch))
         credit_value = np.zeros((n_draws, n_ch))
         removal = np.zeros((n_draws, n_ch))
-        p_all = self._probability(base[:, None] + parts.sum(axis=2))  # (D, R)
-        p_none = self._probability(base)[:, None]
+        p_all = self._probability(base + parts.sum(axis=2))  # (D, R)
+        p_none = np.broadcast_to(self._probability(base), p_all.shape)
         p_all_safe = np.maximum(p_all, 1e-300)
         from engine.models.shapley import shapley_weights
 
@@ -458,7 +613,8 @@ class Incremental(AttributionModel):
                 chunk = members[lo:lo + block]
                 which = np.nonzero(present[chunk])[1].reshape(len(chunk), k)  # channel ids
                 a = np.take_along_axis(parts[:, chunk, :], which[None], axis=2)  # (D, m, k)
-                game = self._probability(base[:, None, None] + a @ masks.T.astype(float))
+                level = base if base.shape[1] == 1 else base[:, chunk]
+                game = self._probability(level[..., None] + a @ masks.T.astype(float))
                 game -= game[..., :1]  # (D, m, 2^k)
                 phi = game @ weights  # (D, m, k)
                 without = game @ drop
@@ -480,12 +636,17 @@ class Incremental(AttributionModel):
             "value": np.column_stack([credit_value[:, inverse], base_value]),
             "removal_conversions": removal[:, inverse],
             "expected_conversions": p_all @ trials,
-            "baseline_conversions": p_none[:, 0] * trials.sum(),
+            "baseline_conversions": p_none @ trials,
         }
+        blocks = draws["effect"].shape[1] // n_ch
         self.effects_ = pd.DataFrame(
             draws["effect"][:, np.argsort(np.concatenate(
-                [self.order_ + b * n_ch for b in range(self.rows_.shape[1] // n_ch)]))].mean(0)
+                [self.order_ + b * n_ch for b in range(blocks)]))].mean(0)
             .reshape(-1, n_ch), index=self._feature_names(), columns=journeys.channels)
+        self.control_effects_ = pd.Series(
+            self.posterior_["control_effect"].mean(axis=0) if self.control_names_
+            else np.zeros(0), index=pd.Index(self.control_names_, dtype=object),
+            name="effect per standard deviation", dtype=float)
 
     def _feature_names(self) -> list[str]:
         names = [{"log": "log2(1 + touches)", "linear": "touches",
@@ -585,38 +746,54 @@ class _Pilot:
     sd: np.ndarray
 
 
-def _loglik(theta, rows, successes, failures, link: str, scale: float, hessian: bool = True):
-    """Binomial log-likelihood of the collapsed rows at ``theta = (baseline, effects...)``
-    (signed effects), its gradient and, with ``hessian``, its Hessian."""
-    base, effect = theta[0], theta[1:]
+def _loglik(theta, rows, successes, failures, link: str, scale: float, n_controls: int = 0,
+            hessian: bool = True):
+    """Binomial log-likelihood of the collapsed rows at ``theta = (baseline, effects...,
+    control effects...)`` (signed effects), its gradient and, with ``hessian``, its Hessian.
+    The last ``n_controls`` columns of ``rows`` are the controls."""
+    k = rows.shape[1] - n_controls
+    x, z = rows[:, :k], rows[:, k:]
+    base, effect, gamma = theta[0], theta[1:k + 1], theta[k + 1:]
     trials = successes + failures
-    if link == "cloglog":
-        level = np.exp(base)
-        hazard = scale * (level + rows @ effect)
-        if (hazard[trials > 0] <= 0).any():
-            return (-np.inf, np.zeros_like(theta), None)[:3 if hessian else 2]
-        won = successes > 0
-        h = hazard[won]
-        value = successes[won] @ np.log(-np.expm1(-h)) - failures @ hazard
-        d1 = -failures.astype(float)
-        d1[won] += successes[won] / np.expm1(h)
-        jac = np.column_stack([np.full(len(rows), scale * level), scale * rows])
-        grad = jac.T @ d1
+    if link == "logit":
+        eta = scale + base + x @ effect + z @ gamma
+        value = -(successes @ np.logaddexp(0.0, -eta) + failures @ np.logaddexp(0.0, eta))
+        p = 0.5 * (1.0 + np.tanh(0.5 * eta))
+        jac = np.column_stack([np.ones(len(rows)), x, z])
+        grad = jac.T @ (successes - trials * p)
         if not hessian:
             return value, grad
-        d2 = np.zeros(len(rows))
-        d2[won] = -successes[won] * np.exp(-h) / np.expm1(-h) ** 2
-        out = (jac * d2[:, None]).T @ jac
-        out[0, 0] += grad[0]
-        return value, grad, out
-    eta = scale + base + rows @ effect
-    value = -(successes @ np.logaddexp(0.0, -eta) + failures @ np.logaddexp(0.0, eta))
-    p = 0.5 * (1.0 + np.tanh(0.5 * eta))
-    jac = np.column_stack([np.ones(len(rows)), rows])
-    grad = jac.T @ (successes - trials * p)
+        return value, grad, -(jac * (trials * p * (1 - p))[:, None]).T @ jac
+    # hazard = scale * exp(z . gamma) * (exp(base) + x . effect)
+    level = np.exp(base)
+    factor = np.exp(z @ gamma)
+    hazard = scale * factor * (level + x @ effect)
+    if (hazard[trials > 0] <= 0).any():
+        return (-np.inf, np.zeros_like(theta), None)[:3 if hessian else 2]
+    won = successes > 0
+    h = hazard[won]
+    value = successes[won] @ np.log(-np.expm1(-h)) - failures @ hazard
+    d1 = -failures.astype(float)  # d loglik / d hazard, per row
+    d1[won] += successes[won] / np.expm1(h)
+    dbase = scale * factor * level
+    jac = np.column_stack([dbase, scale * factor[:, None] * x, hazard[:, None] * z])
+    grad = jac.T @ d1
     if not hessian:
         return value, grad
-    return value, grad, -(jac * (trials * p * (1 - p))[:, None]).T @ jac
+    d2 = np.zeros(len(rows))
+    d2[won] = -successes[won] * np.exp(-h) / np.expm1(-h) ** 2
+    out = (jac * d2[:, None]).T @ jac
+    # The hazard's own second derivatives, weighted by d1.
+    out[0, 0] += d1 @ dbase
+    if n_controls:
+        cross_base = (d1 * dbase) @ z  # d2 h / d base d gamma
+        cross_x = (jac[:, 1:k + 1] * d1[:, None]).T @ z  # d2 h / d effect d gamma
+        out[0, k + 1:] += cross_base
+        out[k + 1:, 0] += cross_base
+        out[1:k + 1, k + 1:] += cross_x
+        out[k + 1:, 1:k + 1] += cross_x.T
+        out[k + 1:, k + 1:] += (z * (d1 * hazard)[:, None]).T @ z
+    return value, grad, out
 
 
 def _stack(posterior) -> dict:
@@ -677,7 +854,8 @@ def _nuts(model, key: str, *, draws: int, tune: int, chains: int, seed: int,
 def _diagnostics(idata) -> tuple[pd.DataFrame, int]:
     import arviz as az
 
-    names = [n for n in ("tau", "raw_effect", "log_baseline", "intercept")
+    names = [n for n in ("tau", "tau_within", "group_effect", "raw_effect", "control_effect",
+                         "log_baseline", "intercept")
              if n in idata.posterior]
     summary = az.summary(idata, var_names=names, kind="diagnostics", round_to="none")
     divergences = int(np.asarray(idata.sample_stats["diverging"]).sum())
