@@ -279,6 +279,12 @@ def test_roas_from_journeys():
         model.roas({"radio": 1.0})
     with pytest.raises(EngineError, match="non-negative"):
         model.roas({"video": -1.0})
+    # Conversions per unit of spend, for a media-mix model of conversions.
+    per_order = model.roas(spend, outcome="conversions").set_index("channel").loc["video"]
+    credit = model.attribute().table.set_index("channel").loc["video", "conversions"]
+    np.testing.assert_allclose(per_order["roas"] * per_order["spend"], credit, rtol=1e-9)
+    with pytest.raises(EngineError, match="outcome must be 'revenue' or 'conversions'"):
+        model.roas(spend, outcome="profit")
 
 
 def test_position_and_recency_features():

@@ -10,12 +10,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
 
 import engine
 from engine.cli import cli
+from engine.models import Incremental
 from engine.models.bayes import BayesianROAS
 from engine.report import build_report, write_report
 from engine.simulate import scenario, simulate
@@ -264,3 +266,23 @@ def test_cli_report_with_spend_and_a_roas_model(tmp_path, roas_model_file):
     with chromium_page() as browser:
         browser.goto(out.as_uri())
         assert_renders(browser, ROAS_CHARTS + ("chart-kpi-roas",))
+
+
+@pytest.mark.bayes
+def test_the_roas_section_sets_journey_roas_beside_the_media_mix(roas_model_file):
+    # Journeys over the media-mix model's channels (x1, x2) plus one it does not know.
+    rng = np.random.default_rng(2)
+    n = 4000
+    x1, x2 = rng.random(n) < 0.5, rng.random(n) < 0.4
+    converted = rng.random(n) < 0.02 + 0.05 * x1 + 0.01 * x2
+    paths = [["x1"] * a + ["x2"] * b or ["email"] for a, b in zip(x1.tolist(), x2.tolist())]
+    journeys = engine.Journeys.from_lists(paths, conversions=converted.astype(float),
+                                          value=converted * 40.0,
+                                          nulls=(~converted).astype(float))
+    spend = pd.DataFrame({"date": ["2024-01-01"] * 3, "channel": ["x1", "x2", "tv"],
+                          "spend": [3000.0, 2000.0, 500.0]})
+    page = build_report(journeys, models=[Incremental(method="laplace", rng=0)], spend=spend,
+                        roas_model=BayesianROAS.load(roas_model_file))
+    side = element(page, "table-roas-agreement")
+    assert "x1" in side and "x2" in side and "email" not in side and "tv" not in side
+    assert side.count(">yes<") + side.count(">no<") == 2

@@ -676,14 +676,18 @@ class Incremental(AttributionModel):
                                            "value": draws["value"]},
             params=self.get_params(), extra=extra)
 
-    def roas(self, spend) -> pd.DataFrame:
-        """Incremental revenue per unit of spend, per channel, with its interval.
+    def roas(self, spend, outcome: str = "revenue") -> pd.DataFrame:
+        """Incremental revenue (or conversions) per unit of spend, per channel, with its
+        interval.
 
         Parameters
         ----------
         spend : mapping or pandas.Series or DataFrame
             Spend per channel over the journeys' period (``{channel: amount}``, a Series
             indexed by channel, or a table with ``channel`` and ``spend`` columns).
+        outcome : {"revenue", "conversions"}
+            What ``value`` counts: incremental revenue (ROAS) or incremental conversions
+            (conversions per unit of spend), as in the aggregate ROAS model.
 
         Returns
         -------
@@ -692,6 +696,9 @@ class Incremental(AttributionModel):
             (the columns of the aggregate ROAS model's table that journeys can give).
         """
         self._require_fitted()
+        if outcome not in ("revenue", "conversions"):
+            raise EngineError(f"incremental.roas: outcome must be 'revenue' or 'conversions', "
+                              f"not {outcome!r}")
         if isinstance(spend, pd.DataFrame):
             if not {"channel", "spend"} <= set(spend.columns):
                 raise EngineError("incremental.roas: a spend table needs channel and spend "
@@ -705,7 +712,7 @@ class Incremental(AttributionModel):
         if (spend < 0).any() or not np.isfinite(spend).all():
             raise EngineError("incremental.roas: spend must be finite and non-negative")
         spend = spend.reindex(channels)
-        value = self.draws_["value"][:, :-1]
+        value = self.draws_["value" if outcome == "revenue" else "conversions"][:, :-1]
         with np.errstate(divide="ignore", invalid="ignore"):
             roas = value / spend.to_numpy()[None, :]
         low, high = self._intervals({"value": value, "roas": roas}).values()

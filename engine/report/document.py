@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import matplotlib
@@ -165,7 +166,9 @@ def build_report(journeys: Journeys, *, models="all", spend=None, roas_model=Non
             sections["kpis"] = _kpis(journeys, spent, runnable, palette)
         if roas_model is not None:
             step("bayesian roas")
-            sections["roas"] = _roas(roas_model)
+            journey_model = next((m for m in resolved if m.name == "incremental"
+                                  and hasattr(m, "draws_")), None)
+            sections["roas"] = _roas(roas_model, journey_model, spent)
     sections["guide"] = _guide()
     return _page(title, source, generated, journeys, sections)
 
@@ -523,7 +526,7 @@ def _kpis(journeys: Journeys, spent: pd.DataFrame, models: list,
     return explanation, "".join(parts)
 
 
-def _roas(model) -> tuple[str, str]:
+def _roas(model, journey_model=None, spent=None) -> tuple[str, str]:
     outcome, level = model.outcome_, f"{model.ci_level:.0%}"
     roas = model.roas_
     explanation = ("A media-mix model fitted to spend and results over time: how much "
@@ -560,7 +563,43 @@ def _roas(model) -> tuple[str, str]:
     parts.append(figure("chart-response-curves", charts.to_svg(
         charts.drawn(model.plot_response_curves, 4.2, thousands=True),
         "chart-response-curves", "response curves")))
+    if journey_model is not None and spent is not None:
+        parts.append(_roas_side_by_side(model, journey_model, spent))
     return explanation, "".join(parts)
+
+
+def _roas_side_by_side(model, journey_model, spent: pd.DataFrame) -> str:
+    """The media-mix ROAS next to the incremental model's ROAS from journeys, per channel
+    both know and the spend table prices: two independent estimates of the same quantity."""
+    level = f"{model.ci_level:.0%}"
+    known = set(journey_model.journeys_.channels)
+    spend = spent[spent["channel"].isin(known)].groupby("channel")["spend"].sum()
+    journeys = journey_model.roas(spend[spend > 0], outcome=model.outcome_).set_index("channel")
+    mix = model.roas_.set_index("channel")
+    shared = [c for c in mix.index if c in journeys.index]
+    head = ('<h3>Journeys and media mix side by side</h3><p class="explain">The same question '
+            "answered twice: the media-mix model from spend and results over time, the "
+            "incremental model from who saw what and who converted (its credit per unit of "
+            f"the spend table's spend). Intervals are {level}; where they overlap the two "
+            "views agree. They can differ when the spend table and the time series cover "
+            "different periods.</p>")
+    if not shared:
+        return head + note("No channel is in both the media-mix model and the journeys (with "
+                           "spend): check that channel names match.")
+    style = partial(number, digits=2)
+    rows = pd.DataFrame({
+        "channel": shared,
+        "media mix ROAS": [_with_interval(mix.loc[c, "roas"], mix.loc[c, "roas_lower"],
+                                          mix.loc[c, "roas_upper"], style) for c in shared],
+        "journeys ROAS": [_with_interval(journeys.loc[c, "roas"], journeys.loc[c, "roas_lower"],
+                                         journeys.loc[c, "roas_upper"], style) for c in shared],
+        "agree": ["yes" if max(mix.loc[c, "roas_lower"], journeys.loc[c, "roas_lower"])
+                  <= min(mix.loc[c, "roas_upper"], journeys.loc[c, "roas_upper"]) else "no"
+                  for c in shared]})
+    return head + table(rows, {"media mix ROAS": str, "journeys ROAS": str, "agree": str},
+                        right=["media mix ROAS", "journeys ROAS"],
+                        caption="ROAS from the media-mix model and from journeys",
+                        css_id="table-roas-agreement")
 
 
 def _guide() -> tuple[str, str]:
