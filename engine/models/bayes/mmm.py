@@ -11,7 +11,8 @@ with their own priors.
 
 ROAS-parameterised priors (Meridian; Zhang et al. 2024)
     The prior is stated on each channel's ROAS, ``roas_c = sum_t contribution_c,t / sum_t
-    spend_c,t`` (outcome per unit of spend over the fitted window), ``LogNormal(log(median),
+    spend_c,t`` (outcome per unit of spend in the fitted window, the carryover after the window
+    included: the ROAS reported), ``LogNormal(log(median),
     sigma)`` per channel, and ``beta_c`` is derived from it and the media curve. The default is
     weak: median ``0.3 * sum(y) / sum(spend)`` (media earning 30 % of the outcome at the average
     rate), ``sigma = 1.0`` (a 90 % prior range of about 0.2x to 5x the median; Meridian's default
@@ -32,7 +33,7 @@ Calibration (optional likelihood terms, each with its own noise)
 ROAS and marginal ROAS are counterfactual: the outcome with the channel's spend in the window
 against the outcome without it, carryover after the window counted (the spend is followed by
 ``max_lag`` periods of no spend); marginal ROAS adds 1 % to the channel's spend in every period.
-The model is additive in channels, so ``roas_c`` is also the ratio in the prior.
+The model is additive in channels, so ``roas_c`` is exactly the quantity in the prior.
 
 References
 ----------
@@ -350,14 +351,17 @@ class BayesianROAS:
             sat = self.saturation_.priors(pm, "channel")
             # Channels by periods (C, T), periods last: the lag sums and their gradients run
             # along contiguous rows (a cheaper gradient than with (T, C)).
-            spend = np.ascontiguousarray((series.spend / self.spend_scale_).T)
-            curve = self.saturation_.apply(self.adstock_.apply(spend, ad, xp=pt, axis=-1), sat,
-                                           xp=pt, axis=-1)  # (C, T)
+            # The spend is followed by max_lag periods without spend, so that the ROAS in the
+            # prior is the reported one: carryover after the window included.
+            spend = np.ascontiguousarray(self._with_tail(series.spend / self.spend_scale_).T)
+            full = self.saturation_.apply(self.adstock_.apply(spend, ad, xp=pt, axis=-1), sat,
+                                          xp=pt, axis=-1)  # (C, T + max_lag)
+            curve = full[:, :len(series.y)]  # (C, T)
             roas = pm.LogNormal("roas", mu=np.log(self.roas_median_), sigma=self.roas_sigma_,
                                 dims="channel")
             totals = series.spend.sum(axis=0)
             beta = pm.Deterministic(
-                "beta", roas * totals / (self.y_scale_ * (curve.sum(axis=1) + 1e-9)),
+                "beta", roas * totals / (self.y_scale_ * (full.sum(axis=1) + 1e-9)),
                 dims="channel")
             intercept = pm.Normal("intercept", 0.0, 2.0)
             mu = intercept + pt.dot(beta, curve)
