@@ -363,10 +363,20 @@ class BayesianROAS:
             beta = pm.Deterministic(
                 "beta", roas * totals / (self.y_scale_ * (full.sum(axis=1) + 1e-9)),
                 dims="channel")
-            intercept = pm.Normal("intercept", 0.0, 2.0)
+            # Sampled as the level of the fitted mean over the window (the channels' curves and
+            # the trend centred), not as the intercept: every curve is positive, so the
+            # intercept trades off against all of them, and NUTS follows that ridge. Same
+            # model, the weak prior moved from the intercept to the level; on mmm_example the
+            # ROAS's bulk ESS per draw tripled.
+            level = pm.Normal("level", 0.0, 2.0)
+            shift = pt.dot(beta, curve.mean(axis=1))
+            slope = pm.Normal("trend", 0.0, 1.0) if trend.shape[1] else None
+            if slope is not None:
+                shift = shift + slope * trend[:, 0].mean()
+            intercept = pm.Deterministic("intercept", level - shift)
             mu = intercept + pt.dot(beta, curve)
-            if trend.shape[1]:
-                mu = mu + pm.Normal("trend", 0.0, 1.0) * trend[:, 0]
+            if slope is not None:
+                mu = mu + slope * trend[:, 0]
             if season.shape[1]:
                 mu = mu + pt.dot(season, pm.Normal("season", 0.0, 0.5, dims="fourier"))
             if controls.shape[1]:
@@ -506,7 +516,7 @@ class BayesianROAS:
         self.contribution_draws_ = contribution
         self.roas_draws_ = roas
         names = [v for v in ("roas", "adstock_alpha", "adstock_theta", "saturation_lam",
-                             "saturation_half", "saturation_shape", "intercept", "trend",
+                             "saturation_half", "saturation_shape", "level", "intercept", "trend",
                              "sigma") if v in self.idata_.posterior]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
