@@ -174,6 +174,13 @@ def test_result_table_and_protocol(example_fit, tmp_path):
     assert (draws[:, 1] > draws[:, 0]).mean() > 0.99
     np.testing.assert_allclose((draws[:, 0] - draws[:, 2]).mean(),
                                model.roas_["value"].sum(), rtol=1e-9)
+    # predict (adstocked pattern cached, scaled per allocation) equals the plans spelled out
+    # period by period through contributions (adstock run on each plan).
+    allocations = np.array([[1.3, 0.4], [0.0, 2.0]]) * current
+    pattern = model.series_.spend / current
+    plans = model._with_tail(allocations[:, None, :] * pattern[None])
+    spelled = model._baseline_total()[:, None] + model.contributions(plans).sum(axis=(2, 3))
+    np.testing.assert_allclose(model.predict(allocations), spelled, rtol=1e-10)
     # Posterior predictive fit is close to the data.
     fitted = model.predict_series().mean(axis=0)
     assert np.corrcoef(fitted, model.series_.y)[0, 1] > 0.9

@@ -432,3 +432,44 @@ def test_results_summarise_the_plan_and_repeat_with_the_same_rng():
     assert first.uplift == pytest.approx(paired.mean())
     assert first.probability_better == (paired > 0).mean()
     assert first.uplift > 0 and first.n_starts == 5 and first.n_evaluations > 0
+
+
+class _Opaque:
+    """The same response model without ``response``: the optimiser must then predict every
+    moved allocation in full."""
+
+    def __init__(self, model):
+        self.model, self.channels = model, model.channels
+
+    def current_allocation(self):
+        return self.model.current_allocation()
+
+    def predict(self, allocations):
+        return self.model.predict(allocations)
+
+
+def test_the_additive_shortcut_gives_the_same_gradients_and_optimum():
+    from engine.budget.optimiser import _Problem, objective_function
+
+    expected_value = objective_function("mean")
+
+    model = Curves(CHANNELS, beta=posterior_beta(), scale=SCALE, current=CURRENT,
+                   saturation=["log1p", "hill", "exponential", "log1p"], slope=1.5)
+    opaque = _Opaque(model)
+    total = 5000.0
+    lower, upper = np.zeros(4), np.full(4, np.inf)
+    rows = np.random.default_rng(3).integers(0, 400, 400)
+    for subset in (None, rows):
+        fast = _Problem(model, total, lower, upper, expected_value, subset)
+        slow = _Problem(opaque, total, lower, upper, expected_value, subset)
+        for x in ([1000.0, 2000.0, 1500.0, 500.0], [0.0, 2500.0, 2500.0, 0.0]):
+            value, gradient = fast.value_and_gradient(np.array(x))
+            full_value, full_gradient = slow.value_and_gradient(np.array(x))
+            np.testing.assert_allclose(value, full_value, rtol=1e-12)
+            np.testing.assert_allclose(gradient, full_gradient, rtol=1e-6)
+        assert fast.n_evaluations == slow.n_evaluations  # both count 2n + 1 per gradient
+    ours = optimise(model, total, n_resamples=3, rng=0)
+    theirs = optimise(opaque, total, n_resamples=3, rng=0)
+    np.testing.assert_allclose(ours.allocation, theirs.allocation, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(ours.table["optimal_sd"], theirs.table["optimal_sd"], rtol=1e-5,
+                               atol=1e-5)

@@ -27,10 +27,10 @@ from engine.budget.optimiser import (OBJECTIVES, OptimiseResult, TargetResult,
                                      harrell_davis_weights, objective_function, optimise, project,
                                      target)
 from engine.budget.parse import Bound, parse_allocation, parse_bounds, resolve_bounds
-from engine.budget.protocol import ResponseModel, check_model, predict_draws
+from engine.budget.protocol import ResponseModel, check_model, predict_draws, response_draws
 from engine.budget.scenario import scenarios
 
-__all__ = ["ResponseModel", "check_model", "predict_draws",
+__all__ = ["ResponseModel", "check_model", "predict_draws", "response_draws",
            "Curves", "SATURATIONS", "hill", "log1p_saturation", "exponential_saturation",
            "Bound", "parse_allocation", "parse_bounds", "resolve_bounds",
            "scenarios", "optimise", "target", "OptimiseResult", "TargetResult", "OBJECTIVES",

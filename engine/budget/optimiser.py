@@ -64,7 +64,7 @@ import pandas as pd
 
 from engine.budget._common import check_ci_level, check_rng, interval
 from engine.budget.parse import resolve_bounds
-from engine.budget.protocol import check_model, predict_draws
+from engine.budget.protocol import check_model, predict_draws, response_draws
 from engine.errors import EngineError
 
 OBJECTIVES = ("mean", "mean_sd", "cvar", "quantile")
@@ -271,8 +271,19 @@ class _Problem:
         n = len(x)
         up = _STEP * (x + _STEP_FLOOR * max(self.total, 1.0) / n)
         down = np.minimum(up, x)
-        points = np.vstack([x, x + np.diag(up), x - np.diag(down)])
-        values = (reduce or self.smooth)(self.draws(points))
+        if hasattr(self.model, "response"):
+            # Additive in channels: moving channel c changes only its own part, so the 2n
+            # moved points come from one call for all channels at x, x + up and x - down.
+            outcome = self.draws(x[None])  # counts one evaluation; the 2n others below
+            parts = response_draws(self.model, np.vstack([x, x + up, x - down]))
+            if self.rows is not None:
+                parts = parts[self.rows]
+            self.n_evaluations += 2 * n
+            draws = np.hstack([outcome, outcome + parts[:, 1] - parts[:, 0],
+                               outcome + parts[:, 2] - parts[:, 0]])
+        else:
+            draws = self.draws(np.vstack([x, x + np.diag(up), x - np.diag(down)]))
+        values = (reduce or self.smooth)(draws)
         return float(values[0]), (values[1:n + 1] - values[n + 1:]) / (up + down)
 
 

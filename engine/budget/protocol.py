@@ -44,6 +44,12 @@ class ResponseModel(Protocol):
         total outcome over the horizon, baseline included. Draw ``d`` must be the same posterior
         draw for every row (the planning code compares plans draw by draw) and for every call
         (the optimiser calls ``predict`` many times). A point-estimate model returns one draw.
+    response(allocations), optional
+        For a model additive in channels: each channel's contribution, shape ``(n_draws, k,
+        n_channels)``, where channel ``c``'s part depends on ``allocations[:, c]`` only and
+        ``predict`` is a baseline plus their sum. The optimiser then gets the outcome of
+        moving one channel at a time from one call for all channels (its gradients cost 4
+        allocations instead of ``2 n_channels + 1``). Not part of the runtime check.
 
     Examples
     --------
@@ -109,6 +115,28 @@ def check_model(model) -> tuple[tuple, np.ndarray]:
         raise EngineError(f"budget: current_allocation() must be finite and non-negative, not "
                           f"{current.tolist()}")
     return channels, current
+
+
+def response_draws(model, allocations: np.ndarray) -> np.ndarray:
+    """``model.response(allocations)`` checked: finite, of shape ``(n_draws, k, n_channels)``.
+
+    Examples
+    --------
+    >>> from engine.budget import Curves
+    >>> model = Curves(["a", "b"], beta=[1.0, 2.0], scale=[1.0, 1.0], current=[1.0, 1.0])
+    >>> response_draws(model, np.array([[0.0, np.e - 1]])).tolist()
+    [[[0.0, 2.0]]]
+    """
+    allocations = np.asarray(allocations, dtype=float)
+    parts = np.asarray(model.response(allocations), dtype=float)
+    if parts.ndim != 3 or parts.shape[1:] != allocations.shape or parts.shape[0] < 1:
+        raise EngineError(f"budget: {type(model).__name__}.response returned shape "
+                          f"{parts.shape} for allocations of shape {allocations.shape}, "
+                          f"expected (n_draws, {allocations.shape[0]}, {allocations.shape[1]})")
+    if not np.all(np.isfinite(parts)):
+        raise EngineError(f"budget: {type(model).__name__}.response returned non-finite "
+                          "contributions")
+    return parts
 
 
 def predict_draws(model, allocations: np.ndarray) -> np.ndarray:

@@ -20,8 +20,19 @@ from engine.errors import EngineError
 from engine.journeys import Journeys
 from engine.models import REGISTRY, AttributionModel, Markov, Shapley, get_model
 from engine.report import charts
-from engine.report.markup import STYLESHEET, count, escape, figure, money, note, number
-from engine.report.markup import percent, section, table, tiles
+from engine.report.markup import (
+    STYLESHEET,
+    count,
+    escape,
+    figure,
+    money,
+    note,
+    number,
+    percent,
+    section,
+    table,
+    tiles,
+)
 
 # Seed of the models the report builds by name, so that a report repeats exactly.
 SEED = 0

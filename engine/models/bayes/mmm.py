@@ -62,6 +62,7 @@ from engine.results import Attribution
 SAMPLERS = ("auto", "nutpie", "pymc")
 OUTCOMES = ("revenue", "conversions")
 _YEAR_DAYS = 365.25
+_PREDICT_CELLS = 1 << 23  # float64 cells per block of predict's saturation (64 MiB)
 
 
 class ConvergenceWarning(UserWarning):
@@ -282,6 +283,7 @@ class BayesianROAS:
 
     def _setup(self, series: Series) -> None:
         self.__dict__.pop("_baseline", None)
+        self.__dict__.pop("_adstocked", None)
         self.series_ = series
         self.channels = series.channels
         positive = np.where(series.spend > 0, series.spend, np.nan)
@@ -586,14 +588,43 @@ class BayesianROAS:
         keeps the current pattern over periods, scaled to its new total (spread evenly where
         the channel spent nothing). Returns ``(D, k)``."""
         self._require_fit()
+        return self._baseline_total()[:, None] + self.response(allocations).sum(axis=2)
+
+    def response(self, allocations) -> np.ndarray:
+        """Posterior draws of each channel's contribution (carryover after the window
+        included) for allocations ``(k, C)`` spread as in :meth:`predict`: ``(D, k, C)``.
+        ``predict`` is the baseline plus their sum; each channel's part depends on its own
+        spend only, which the budget optimiser uses for cheap gradients."""
+        self._require_fit()
         allocations = np.atleast_2d(np.asarray(allocations, dtype=float))
-        series = self.series_
-        current = series.spend.sum(axis=0)
-        pattern = np.where(current > 0, series.spend / np.where(current > 0, current, 1.0),
-                           1.0 / len(series.y))  # (T, C), columns sum to 1
-        plans = allocations[:, None, :] * pattern[None]  # (k, T, C)
-        media = self.contributions(self._with_tail(plans)).sum(axis=(2, 3))  # (D, k)
-        return self._baseline_total()[:, None] + media
+        # Adstock is linear, so a plan's adstocked spend is the allocation times the adstocked
+        # pattern, computed once per fit; only the saturation runs per allocation.
+        stock = self._adstocked_pattern()  # (D, T + max_lag, C)
+        draws = self.posterior_
+        sat = {k: v[:, None, :] for k, v in self._params(draws, self.saturation_).items()}
+        beta = draws["beta"] * self.y_scale_  # (D, C)
+        n_draws, periods, n_channels = stock.shape
+        parts = np.empty((n_draws, len(allocations), n_channels))
+        step = max(1, _PREDICT_CELLS // (n_draws * periods * n_channels))
+        for lo in range(0, len(allocations), step):
+            part = allocations[lo:lo + step]
+            curve = self.saturation_.apply(stock[:, None] * part[None, :, None, :], sat)
+            parts[:, lo:lo + step] = curve.sum(axis=2) * beta[:, None, :]
+        return parts
+
+    def _adstocked_pattern(self) -> np.ndarray:
+        """Each channel's current spend pattern over the window (its column summing to 1;
+        even where the channel spent nothing), followed by ``max_lag`` periods without spend,
+        scaled and adstocked with every posterior draw: ``(D, T + max_lag, C)``."""
+        if not hasattr(self, "_adstocked"):
+            series = self.series_
+            current = series.spend.sum(axis=0)
+            pattern = np.where(current > 0, series.spend / np.where(current > 0, current, 1.0),
+                               1.0 / len(series.y))  # (T, C)
+            ad = self._params(self.posterior_, self.adstock_)
+            self._adstocked = self.adstock_.apply(
+                self._with_tail(pattern)[None] / self.spend_scale_, ad)
+        return self._adstocked
 
     def _baseline_total(self) -> np.ndarray:
         """Posterior draws of the baseline summed over the window, in outcome units."""
