@@ -97,13 +97,9 @@ def main(argv=None) -> None:
     if args.child:
         child(args.child)
         return
-    data = args.data or HERE / "data" / f"events_{args.touches}.parquet"
-    if not data.exists():
-        if args.data:
-            parser.error(f"{data} does not exist")
-        from make_data import main as make_data
+    from make_data import event_log_file
 
-        make_data(["--what", "events", "--touches", str(args.touches), "--out", str(data.parent)])
+    data = event_log_file(args.touches, args.data)
 
     runs = []
     for i in range(args.repeats):

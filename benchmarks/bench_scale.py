@@ -38,7 +38,7 @@ from pathlib import Path
 import duckdb
 import psutil
 import pyarrow
-from bench_events import HERE, RESULTS
+from bench_events import RESULTS
 
 TARGET_GIB = 8.0
 SAMPLE_S = 0.5
@@ -209,14 +209,9 @@ def main(argv=None) -> None:
     if args.child:
         child(args.child)
         return
-    data = args.data or HERE / "data" / f"events_{args.touches}.parquet"
-    if not data.exists():
-        if args.data:
-            parser.error(f"{data} does not exist")
-        from make_data import main as make_data
+    from make_data import event_log_file
 
-        make_data(["--what", "events", "--touches", str(args.touches), "--chunk",
-                   str(min(CHUNK, args.touches)), "--out", str(data.parent)])
+    data = event_log_file(args.touches, args.data, chunk=CHUNK)
 
     load_before = os.getloadavg()[0]
     runs = []

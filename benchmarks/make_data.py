@@ -267,6 +267,21 @@ def write_event_log(target: Path, n_touches: int, n_channels: int = 10, *, chunk
     return totals
 
 
+def event_log_file(touches: int, data: Path | None = None, chunk: int | None = None) -> Path:
+    """The benchmarks' event log of ``touches`` touches: ``data`` when given (it must exist),
+    else ``DATA/events_<touches>.parquet``, written first (``chunk`` touches at a time) when
+    missing."""
+    if data is not None:
+        if not data.exists():
+            raise SystemExit(f"{data} does not exist")
+        return data
+    path = DATA / f"events_{touches}.parquet"
+    if not path.exists():
+        main(["--what", "events", "--touches", str(touches), "--out", str(path.parent)]
+             + (["--chunk", str(min(chunk, touches))] if chunk else []))
+    return path
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--what", choices=("paths", "events", "all"), default="all")

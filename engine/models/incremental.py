@@ -384,7 +384,7 @@ class Incremental(AttributionModel):
         self.n_rows_ = len(rows)
         self._group_index = self._group_layout(journeys.channels, order)
         posterior, self.diagnostics_, self.divergences_ = self._sample(rows, successes,
-                                                                       row_trials, n_ch, blocks)
+                                                                       row_trials)
         self.posterior_ = posterior
         self._credit(journeys)
 
@@ -535,7 +535,7 @@ class Incremental(AttributionModel):
         centre = pt.switch(grouped, group_effect[block, np.maximum(group, 0)], 0.0)
         return centre, pt.switch(grouped, within, tau)
 
-    def _sample(self, rows, successes, trials, n_ch: int, blocks: int):
+    def _sample(self, rows, successes, trials):
         n_controls = len(self.control_names_)
         pilot = self._pilot(rows, successes, trials, n_controls)
         self.pilot_ = pilot
@@ -591,14 +591,14 @@ class Incremental(AttributionModel):
         p_all = self._probability(base + parts.sum(axis=2))  # (D, R)
         p_none = np.broadcast_to(self._probability(base), p_all.shape)
         p_all_safe = np.maximum(p_all, 1e-300)
-        from engine.models.shapley import shapley_weights
+        from engine.models.shapley import all_coalitions, shapley_weights
 
         size = present.sum(axis=1)
         for k in np.unique(size):
             if k == 0:
                 continue
             members = np.flatnonzero(size == k)
-            masks = ((np.arange(1 << k)[:, None] >> np.arange(k)) & 1).astype(bool)
+            masks = all_coalitions(int(k))
             # Shapley values are linear in the game: phi = v @ weights, one matrix product.
             w = shapley_weights(int(k))
             count = masks.sum(axis=1)
