@@ -547,6 +547,15 @@ def _roas_priors(specs) -> dict | None:
     return priors or None
 
 
+def _media_share(spec: str) -> tuple[float, float]:
+    """``MEAN:SD`` as ``(mean, sd)``."""
+    mean, _, sd = spec.partition(":")
+    try:
+        return float(mean), float(sd)
+    except ValueError:
+        raise EngineError(f"--media-share {spec!r}: expected MEAN:SD, e.g. 0.4:0.2") from None
+
+
 @cli.command("report")
 @_input_options
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -620,6 +629,9 @@ def report_command(settings: Settings, input, data_format, out, model_names, spe
               help="Periods of carryover.")
 @click.option("--roas-prior", multiple=True, metavar="CHANNEL=MEDIAN:SIGMA",
               help="Log-normal prior on a channel's ROAS (repeatable), e.g. search=2:0.5.")
+@click.option("--media-share", default="0.4:0.2", show_default=True, metavar="MEAN:SD",
+              help="Default ROAS prior: prior mean and sd of the share of the outcome earned by "
+                   "all channels together.")
 @click.option("--draws", type=click.IntRange(min=10), default=1000, show_default=True,
               help="Posterior draws per chain.")
 @click.option("--tune", type=click.IntRange(min=0), default=1000, show_default=True)
@@ -634,8 +646,8 @@ def report_command(settings: Settings, input, data_format, out, model_names, spe
 @_global_options
 @click.pass_obj
 def roas_command(settings: Settings, data, date, target, channels, controls, outcome, adstock,
-                 saturation, max_lag, roas_prior, draws, tune, chains, sampler, seed, out,
-                 save):
+                 saturation, max_lag, roas_prior, media_share, draws, tune, chains, sampler, seed,
+                 out, save):
     """Fit the Bayesian ROAS model (PyMC) to DATA: one row per period with spend per channel.
 
     Prints and writes one row per channel: channel, spend, value (contribution), value_lower,
@@ -648,7 +660,8 @@ def roas_command(settings: Settings, data, date, target, channels, controls, out
     _check_output(out)
     frame = load_table(data).drop_columns([ROW]).to_pandas()
     model = BayesianROAS(adstock=adstock, saturation=saturation, max_lag=max_lag,
-                         roas_prior=_roas_priors(roas_prior), draws=draws, tune=tune,
+                         roas_prior=_roas_priors(roas_prior),
+                         media_share_prior=_media_share(media_share), draws=draws, tune=tune,
                          chains=chains, sampler=sampler, rng=seed,
                          progress=not settings.quiet)
     if not settings.quiet:

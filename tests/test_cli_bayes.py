@@ -22,8 +22,8 @@ def saved(tmp_path_factory):
     folder = tmp_path_factory.mktemp("roas")
     result = invoke("-q", "roas", EXAMPLE, "--date", "date_week", "--target", "y", "--channels",
                     "x1,x2", "--controls", "event_1,event_2", "--draws", "150", "--tune", "150",
-                    "--chains", "2", "--seed", "1", "--out", folder / "roas.csv", "--save",
-                    folder / "model.nc")
+                    "--chains", "2", "--seed", "1", "--media-share", "0.3:0.15", "--out",
+                    folder / "roas.csv", "--save", folder / "model.nc")
     assert result.exit_code == 0, result.stderr
     return folder
 
@@ -36,6 +36,9 @@ def test_roas_writes_the_table_and_the_model(saved):
                                           "mroas"]
     assert table["channel"].tolist() == ["x1", "x2"]
     assert (saved / "model.nc").stat().st_size > 0
+    from engine.models.bayes import BayesianROAS
+
+    assert list(BayesianROAS.load(saved / "model.nc").media_share_prior) == [0.3, 0.15]
 
 
 @pytest.mark.bayes
@@ -60,6 +63,13 @@ def test_roas_and_budget_input_errors(tmp_path):
     result = invoke("roas", EXAMPLE, "--date", "date_week", "--target", "y", "--channels", "x1",
                     "--roas-prior", "x1=two")
     assert result.exit_code == 2 and "CHANNEL=MEDIAN:SIGMA" in result.stderr
+    result = invoke("roas", EXAMPLE, "--date", "date_week", "--target", "y", "--channels", "x1",
+                    "--media-share", "0.4")
+    assert result.exit_code == 2 and "MEAN:SD" in result.stderr
+    result = invoke("roas", EXAMPLE, "--date", "date_week", "--target", "y", "--channels", "x1",
+                    "--media-share", "1.5:0.2")
+    assert result.exit_code == 2 and "media_share_prior needs a mean between 0 and 1" in \
+        result.stderr and "\n" not in result.stderr.strip()
     broken = tmp_path / "broken.nc"
     broken.write_text("not a model")
     result = invoke("budget", broken, "--total", "10")
