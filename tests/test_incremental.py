@@ -234,6 +234,8 @@ def test_bad_controls():
 
 def test_campaigns_shrink_towards_their_channel():
     # Three search campaigns with the same effect, one of them rare, and a display campaign.
+    # Some journeys have a direct touch besides their campaign: with single touches only, the
+    # baseline and direct's effect could not be told apart.
     rng = np.random.default_rng(3)
     n = 30_000
     campaign = rng.choice(["search_a", "search_b", "search_rare", "display_a"], n,
@@ -242,7 +244,9 @@ def test_campaigns_shrink_towards_their_channel():
     effect = {"search_a": 0.05, "search_b": 0.05, "search_rare": 0.05, "display_a": 0.01}
     hazard = 0.02 + touched * np.vectorize(effect.get)(campaign)
     converted = rng.random(n) < -np.expm1(-hazard)
-    paths = [[c] if t else ["direct"] for c, t in zip(campaign.tolist(), touched.tolist())]
+    both = rng.random(n) < 0.3
+    paths = [([c, "direct"] if b else [c]) if t else ["direct"]
+             for c, t, b in zip(campaign.tolist(), touched.tolist(), both.tolist())]
     journeys = engine.Journeys.from_lists(paths, conversions=converted.astype(float),
                                           nulls=(~converted).astype(float))
     groups = {"search_a": "search", "search_b": "search", "search_rare": "search",
