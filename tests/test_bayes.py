@@ -123,6 +123,9 @@ def test_default_roas_prior_is_the_total_media_share_prior():
     for bad in ((1.2, 0.2), (0.4, 0.0), (0.4,), "0.4"):
         with pytest.raises(EngineError, match="media_share_prior"):
             BayesianROAS(media_share_prior=bad)._media_share_roas(series)
+    with pytest.raises(EngineError, match="media_share_prior"):  # checked even when unused
+        BayesianROAS(media_share_prior=(2, 1), roas_prior=(1, 1)).fit(
+            frame, date="week", target="sales", channels=["search", "tv"])
     # An outcome that sums to nothing has no default: say so, unless every channel has a prior.
     negative = prepare(frame.assign(sales=-frame.sales))
     with pytest.raises(InputError, match="sums to"):

@@ -66,8 +66,8 @@ def test_roas_and_budget_input_errors(tmp_path):
     result = invoke("roas", EXAMPLE, "--date", "date_week", "--target", "y", "--channels", "x1",
                     "--media-share", "0.4")
     assert result.exit_code == 2 and "MEAN:SD" in result.stderr
-    result = invoke("roas", EXAMPLE, "--date", "date_week", "--target", "y", "--channels", "x1",
-                    "--media-share", "1.5:0.2")
+    result = invoke("-q", "roas", EXAMPLE, "--date", "date_week", "--target", "y", "--channels",
+                    "x1", "--media-share", "1.5:0.2")
     assert result.exit_code == 2 and "media_share_prior needs a mean between 0 and 1" in \
         result.stderr and "\n" not in result.stderr.strip()
     broken = tmp_path / "broken.nc"

@@ -148,9 +148,9 @@ class BayesianROAS:
     name = "bayes_roas"
 
     def __init__(self, *, adstock="geometric", saturation="logistic", max_lag=8, roas_prior=None,
-                 media_share_prior=(0.4, 0.2), seasonality=2, trend=True, lift_tests=None, calibration=None,
-                 calibration_sigma=0.5, draws=1000, tune=1000, chains=4, sampler="auto",
-                 target_accept=0.9, ci_level=0.9, rng=None, progress=False):
+                 media_share_prior=(0.4, 0.2), seasonality=2, trend=True, lift_tests=None,
+                 calibration=None, calibration_sigma=0.5, draws=1000, tune=1000, chains=4,
+                 sampler="auto", target_accept=0.9, ci_level=0.9, rng=None, progress=False):
         self.adstock = adstock
         self.saturation = saturation
         self.max_lag = max_lag
@@ -189,6 +189,7 @@ class BayesianROAS:
                                    "adstock", int(self.max_lag))
         self.saturation_ = _component(self.saturation, SATURATIONS, LogisticSaturation(),
                                       "saturation")
+        self._media_share()
 
     @staticmethod
     def prepare(data, *, date: str, target: str, channels, controls=()) -> Series:
@@ -332,19 +333,24 @@ class BayesianROAS:
             median[i], sigma[i] = m, s
         return median, sigma
 
+    def _media_share(self) -> tuple[float, float]:
+        """``media_share_prior`` checked: ``(mean, sd)``."""
+        share = self.media_share_prior
+        try:
+            mean, sd = (float(v) for v in share)
+        except (TypeError, ValueError):
+            raise EngineError(f"bayes_roas: media_share_prior must be (mean, sd), not "
+                              f"{share!r}") from None
+        if not (0 < mean < 1 and sd > 0):
+            raise EngineError(f"bayes_roas: media_share_prior needs a mean between 0 and 1 and "
+                              f"a positive sd, not {share!r}")
+        return mean, sd
+
     def _media_share_roas(self, series: Series) -> tuple[float, float]:
         """Median and log-sd of the common ROAS prior under which the channels together earn
         a share of the outcome with prior mean and sd ``media_share_prior`` (Meridian's total
         paid media contribution prior)."""
-        share = self.media_share_prior
-        try:
-            mean_share, sd_share = (float(v) for v in share)
-        except (TypeError, ValueError):
-            raise EngineError(f"bayes_roas: media_share_prior must be (mean, sd), not "
-                              f"{share!r}") from None
-        if not (0 < mean_share < 1 and sd_share > 0):
-            raise EngineError(f"bayes_roas: media_share_prior needs a mean between 0 and 1 and "
-                              f"a positive sd, not {share!r}")
+        mean_share, sd_share = self._media_share()
         total = float(series.y.sum())
         if not total > 0:
             raise InputError(f"the outcome sums to {total:g} over the window; the default ROAS "
