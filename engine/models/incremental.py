@@ -520,8 +520,9 @@ class Incremental(AttributionModel):
         return model
 
     def _effect_prior(self, pm, pt, tau, k: int):
-        """Spread of each raw effect (``tau``, or ``tau_within`` for a group's members; it
-        scales the stretch below zero) and the log prior density of the raw effects.
+        """Spread of each raw effect (``tau``, or for a group's member its prior sd given the
+        group's other members; it scales the stretch below zero) and a function of the raw
+        effects that records ``group_effect`` and returns their log prior density.
 
         Ungrouped effects are ``Normal(0, tau)``. A group's members are ``Normal(group,
         tau_within)`` with the group's effect ``Normal(0, tau)`` (per feature block); the group
@@ -553,7 +554,7 @@ class Incremental(AttributionModel):
         # A member's prior sd given its group's other members (it scales the stretch below
         # zero): tau_within in a large group, sqrt(tau_within^2 + tau^2) alone in one.
         a, b = within ** 2, tau ** 2
-        n = size[np.where(group >= 0, block * n_groups + np.maximum(group, 0), 0)]
+        n = np.maximum(member.T @ size, 1)  # the size of each raw effect's group
         conditional = pt.sqrt(a * (a + n * b) / (a + (n - 1) * b))
         spread = pt.switch(group >= 0, conditional, tau)
 
